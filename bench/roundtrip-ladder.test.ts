@@ -1,13 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AgentIdentity } from '../agent/enrollment.js';
-import type { ProcessLoad } from './process-load.js';
+import { mainThreadCpuMs, type ProcessLoad } from './process-load.js';
 import { checkLadderRates, runLadder, type LadderOptions } from './roundtrip-ladder.js';
 import type { BenchApi } from './roundtrip-deployment.js';
 import type { LiveTracker } from './roundtrip-live.js';
 
-const load = (elu: number, cpuMs: number): ProcessLoad => ({
+const load = (elu: number, cpuMs: number, mainCpu?: number): ProcessLoad => ({
   event_loop_utilization: elu, event_loop_delay_ms: { p50: 10, p99: 12, max: 15 }, cpu_per_wall: elu, cpu_ms: cpuMs,
+  ...(mainCpu === undefined ? {} : { main_thread_cpu_per_wall: mainCpu }),
 });
 
 /**
@@ -64,6 +65,7 @@ describe('bench roundtrip --ladder: open-loop steps after the commands phase (is
     assert.deepEqual(ladder.steps.map((s) => [s.rate_per_s, s.commands.offered, s.commands.succeeded, s.sustained]), [[10, 10, 10, true], [20, 20, 20, true], [40, 40, 40, true]]);
     assert.deepEqual(ladder.rates_not_run, [80], 'no step above the first one at the bound');
     assert.equal(ladder.sustained_rate_below_elu_per_s, 20);
+    assert.equal(ladder.sustained_rate_below_main_thread_cpu_per_s, null, 'not known here');
     assert.deepEqual(ladder.steps.map((s) => s.cpu_ms_per_command), [20, 25, 40]);
     assert.equal(posts.length, 70);
     // Command i of a step to agent (offset + i) mod N, the next step going on from where the last ended; every key its own.
@@ -91,6 +93,29 @@ describe('bench roundtrip --ladder: open-loop steps after the commands phase (is
     assert.equal(step.client_ms.count, 10);
     assert.equal(step.client_ms.p50 >= 45 && step.client_ms.p50 < 50, true, `5 ms POST + 40 ms to the event, got ${step.client_ms.p50}`);
     assert.equal(step.server_ms.p50, 7);
+  });
+
+  it('on a machine others keep busy (utilization over the bound, the main thread\'s own CPU under it) the ladder goes on until the thread itself reaches the bound', async () => {
+    const { options } = virtualLadder([10, 20, 40, 80], [load(0.02, 50, 0.01), load(0.9, 200, 0.1), load(0.95, 500, 0.3), load(0.99, 1_600, 0.55)], () => 40);
+    const ladder = await runLadder(options);
+    assert.deepEqual(ladder.steps.map((s) => s.rate_per_s), [10, 20, 40]);
+    assert.deepEqual(ladder.rates_not_run, [80]);
+    assert.equal(ladder.sustained_rate_below_elu_per_s, null);
+    assert.equal(ladder.sustained_rate_below_main_thread_cpu_per_s, 20);
+  });
+
+  it('reads the main thread\'s CPU from its stat line, whatever its command name holds', () => {
+    // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+    const stat = '4242 (node) a b) R 1 4242 4242 0 -1 4194304 100 0 0 0 250 30 0 0 20 0 11 0';
+    assert.equal(mainThreadCpuMs(4242, () => stat), 2_800, '(250 + 30) ticks of 10 ms');
+    assert.equal(mainThreadCpuMs(4242, () => { throw new Error('ENOENT'); }), undefined);
+    assert.equal(mainThreadCpuMs(4242, () => '4242 (node) R 1'), undefined);
+    // This process's own, as /proc has it (Linux): some CPU, no more than the whole process's.
+    const own = mainThreadCpuMs();
+    if (own !== undefined) {
+      const all = process.cpuUsage();
+      assert.equal(own >= 0 && own <= (all.user + all.system) / 1_000 + 20, true);
+    }
   });
 
   it('refuses rates out of order, too many steps, or too many commands in one step', () => {

@@ -17,8 +17,11 @@
  * event came within `drainSustainedMs` of the last due time: a backlog that grows over the step
  * shows there (at 10 % over capacity a 20 s step ends 2 s behind). The ladder stops after the
  * first step that is not sustained or whose utilization is at or over `eluMax` (a higher rate would
- * only be busier). `sustained_rate_below_elu_per_s` is the highest rate both sustained and under
- * `eluMax`: the figure for "the control path is not the bottleneck at this rate".
+ * only be busier; where the main thread's CPU per wall is known, it must be at the bound too).
+ * `sustained_rate_below_elu_per_s` is the highest rate both sustained and under `eluMax`: the
+ * figure for "the control path is not the bottleneck at this rate";
+ * `sustained_rate_below_main_thread_cpu_per_s` the same by the main thread's own CPU, which other
+ * processes on the machine do not inflate.
  */
 
 import type { AgentIdentity } from '../agent/enrollment.js';
@@ -93,6 +96,11 @@ export interface LadderSummary {
   rates_not_run: number[];
   /** The highest rate whose step was sustained with utilization under elu_max; null when none. */
   sustained_rate_below_elu_per_s: number | null;
+  /**
+   * The same with the main thread's CPU per wall under elu_max instead (ProcessLoad.main_thread_cpu_per_wall):
+   * the utilization the loop would have had with the machine to itself; null when none or not known.
+   */
+  sustained_rate_below_main_thread_cpu_per_s: number | null;
 }
 
 /** Refuses rates that are not ascending, or too many steps or commands per step (CLI_USAGE is the caller's). */
@@ -123,7 +131,7 @@ export async function runLadder(options: LadderOptions): Promise<LadderSummary> 
   const idle = monitor();
   await (options.sleepUntil ?? ((atMs: number) => sleep(Math.max(0, atMs - nowMs()))))(nowMs() + options.idleMs);
   const idleLoad = idle.stop();
-  options.progress(`ladder: idle (no commands) for ${options.idleMs} ms: event-loop utilization ${idleLoad.event_loop_utilization}, CPU per wall ${idleLoad.cpu_per_wall}`);
+  options.progress(`ladder: idle (no commands) for ${options.idleMs} ms: event-loop utilization ${idleLoad.event_loop_utilization}, main thread CPU per wall ${idleLoad.main_thread_cpu_per_wall ?? '?'}, CPU per wall ${idleLoad.cpu_per_wall}`);
   const ran: Array<{ rate: number; record: StepRecord; load: ProcessLoad; lastDueMs: number }> = [];
   let agentOffset = 0;
   for (const [index, rate] of options.ratesPerS.entries()) {
@@ -147,10 +155,10 @@ export async function runLadder(options: LadderOptions): Promise<LadderSummary> 
     agentOffset = (offset + count) % options.identities.length;
     ran.push({ rate, record, load, lastDueMs });
     const drainMs = record.terminal === record.created && record.created > 0 ? Math.round(record.lastTerminalMs - lastDueMs) : null;
-    options.progress(`ladder: ${rate}/s for ${options.stepMs} ms: ${record.terminal}/${count} terminal, utilization ${load.event_loop_utilization}, `
+    options.progress(`ladder: ${rate}/s for ${options.stepMs} ms: ${record.terminal}/${count} terminal, utilization ${load.event_loop_utilization}, main thread CPU per wall ${load.main_thread_cpu_per_wall ?? '?'}, `
       + `CPU per command ${perCommand(load, record.created)} ms, last terminal ${drainMs ?? '-'} ms after the last due time`);
     const reason = notSustained(record, count, drainMs, undefined);
-    if (reason !== undefined || load.event_loop_utilization >= options.eluMax) break;
+    if (reason !== undefined || overBound(load, options.eluMax)) break;
   }
   // The records are read after the last step, so no step's window holds another's read-back.
   const steps: LadderStep[] = [];
@@ -168,11 +176,25 @@ export async function runLadder(options: LadderOptions): Promise<LadderSummary> 
       sustained: reason === undefined, ...(reason === undefined ? {} : { not_sustained_because: reason }),
     });
   }
-  const below = steps.filter((s) => s.sustained && s.load.event_loop_utilization < options.eluMax).map((s) => s.rate_per_s);
+  const highest = (under: (load: ProcessLoad) => boolean) => {
+    const rates = steps.filter((s) => s.sustained && under(s.load)).map((s) => s.rate_per_s);
+    return rates.length === 0 ? null : Math.max(...rates);
+  };
   return {
     elu_max: options.eluMax, step_ms: options.stepMs, drain_sustained_ms: ladderDrainSustainedMs, idle_ms: options.idleMs, idle_load: idleLoad, steps,
-    rates_not_run: options.ratesPerS.slice(steps.length), sustained_rate_below_elu_per_s: below.length === 0 ? null : Math.max(...below),
+    rates_not_run: options.ratesPerS.slice(steps.length),
+    sustained_rate_below_elu_per_s: highest((load) => load.event_loop_utilization < options.eluMax),
+    sustained_rate_below_main_thread_cpu_per_s: highest((load) => load.main_thread_cpu_per_wall !== undefined && load.main_thread_cpu_per_wall < options.eluMax),
   };
+}
+
+/**
+ * A higher rate would only be busier: the utilization is at the bound, and so is the main thread's
+ * CPU per wall where it is known (on a machine others keep busy the first reaches it long before the
+ * second, so the ladder goes on while the thread itself still has room).
+ */
+function overBound(load: ProcessLoad, eluMax: number): boolean {
+  return load.event_loop_utilization >= eluMax && (load.main_thread_cpu_per_wall === undefined || load.main_thread_cpu_per_wall >= eluMax);
 }
 
 function perCommand(load: ProcessLoad, created: number): number {

@@ -95,6 +95,7 @@ export function renderRoundtripTable(summary: RoundtripSummary): string {
       + `event-loop delay p50 ${summary.commands_phase_load.event_loop_delay_ms.p50} ms, p99 ${summary.commands_phase_load.event_loop_delay_ms.p99} ms, `
       + `max ${summary.commands_phase_load.event_loop_delay_ms.max} ms; CPU per wall time ${summary.commands_phase_load.cpu_per_wall}, `
       + `CPU per command ${summary.cpu_ms_per_command} ms`
+      + (summary.commands_phase_load.main_thread_cpu_per_wall === undefined ? '' : `, main thread CPU per wall ${summary.commands_phase_load.main_thread_cpu_per_wall}`)
       + (summary.sql_round_trips_per_command === null ? '' : `, SQL round trips per command ${summary.sql_round_trips_per_command}`),
     ...ladderLines(summary),
     '',
@@ -108,12 +109,13 @@ export function ladderLines(summary: RoundtripSummary): string[] {
   const idle = ladder.idle_load;
   return [
     '', `open-loop ladder (${ladder.step_ms} ms per step, sustained: every command succeeded and the last terminal event within ${ladder.drain_sustained_ms} ms of the last due time):`,
-    `  idle (no commands, ${ladder.idle_ms} ms): event-loop utilization ${idle.event_loop_utilization}, CPU per wall ${idle.cpu_per_wall}`,
-    ...ladder.steps.map((s) => `  ${s.rate_per_s}/s: ${s.commands.succeeded}/${s.commands.offered} succeeded, event-loop utilization ${s.load.event_loop_utilization}, `
+    `  idle (no commands, ${ladder.idle_ms} ms): event-loop utilization ${idle.event_loop_utilization}, main thread CPU per wall ${idle.main_thread_cpu_per_wall ?? '?'}, CPU per wall ${idle.cpu_per_wall}`,
+    ...ladder.steps.map((s) => `  ${s.rate_per_s}/s: ${s.commands.succeeded}/${s.commands.offered} succeeded, event-loop utilization ${s.load.event_loop_utilization}, main thread CPU per wall ${s.load.main_thread_cpu_per_wall ?? '?'}, `
       + `CPU per wall ${s.load.cpu_per_wall}, CPU per command ${s.cpu_ms_per_command} ms, server p50/p99 ${s.server_ms.p50}/${s.server_ms.p99} ms, `
       + `client p99 ${s.client_ms.p99} ms, drain ${s.drain_ms ?? '-'} ms, ${s.sustained ? 'sustained' : `NOT sustained (${s.not_sustained_because ?? '?'})`}`),
     ...(ladder.rates_not_run.length > 0 ? [`  not run: ${ladder.rates_not_run.join(', ')}/s`] : []),
-    `  highest rate sustained with event-loop utilization under ${ladder.elu_max}: ${ladder.sustained_rate_below_elu_per_s === null ? 'none' : `${ladder.sustained_rate_below_elu_per_s}/s`}`,
+    `  highest rate sustained with event-loop utilization under ${ladder.elu_max}: ${ladder.sustained_rate_below_elu_per_s === null ? 'none' : `${ladder.sustained_rate_below_elu_per_s}/s`}; `
+      + `with the main thread's CPU per wall under ${ladder.elu_max}: ${ladder.sustained_rate_below_main_thread_cpu_per_s === null ? 'none' : `${ladder.sustained_rate_below_main_thread_cpu_per_s}/s`}`,
   ];
 }
 

@@ -175,6 +175,9 @@ test('bench roundtrip --ladder runs open-loop steps after the commands phase and
   }
   const expected = ladder.steps.filter((s) => s.sustained && s.load.event_loop_utilization < 0.5).map((s) => s.rate_per_s);
   assert.equal(ladder.sustained_rate_below_elu_per_s, expected.length === 0 ? null : Math.max(...expected));
+  // The main thread's own CPU per wall, where /proc has it (Linux), next to the utilization it bounds from below.
+  if (ladder.idle_load.main_thread_cpu_per_wall !== undefined) assert.equal(ladder.idle_load.main_thread_cpu_per_wall >= 0, true);
+  assert.equal('sustained_rate_below_main_thread_cpu_per_s' in ladder, true);
   const table = captureIo();
   assert.equal(await roundtripBenchCommand.run(parseCommandArgs(roundtripBenchCommand, ['--agents', '1', '--commands', '1', '--ladder', '2', '--ladder-step', '1s']), table), 0, table.err.join(''));
   assert.match(table.out.join(''), /open-loop ladder \(1000 ms per step[\s\S]*idle \(no commands[\s\S]*2\/s: [\s\S]*highest rate sustained with event-loop utilization under 0\.5: /);

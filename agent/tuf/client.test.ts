@@ -166,6 +166,23 @@ test('succinct hash bins: the target is looked up in its one bin, named from the
   await assert.rejects(client.download('elsewhere.bin'), (e) => SdcError.is(e, 'TUF_TARGET_NOT_FOUND'));
 });
 
+// Review h1 of the OTA path, finding 6: python-tuf and go-tuf treat a hash bin as terminating.
+test('a hash bin terminates the search: a bin without the path ends it, no role queued higher up is asked', async () => {
+  const repo = new TestTufRepository({ nowMs });
+  repo.addDelegation('targets', { name: 'binned', paths: ['*'] });
+  repo.addDelegation('targets', { name: 'later', paths: ['*'] });
+  const bins = repo.addSuccinctDelegation('binned', 1, 'bin');
+  repo.addTarget('later', 'app.bin', bytes('from later'));
+  repo.publishAll();
+  repo.release();
+  const client = new TestClient(repo);
+  await assert.rejects(client.download('app.bin'), (e) => SdcError.is(e, 'TUF_TARGET_NOT_FOUND'));
+  const asked = repo.requests.filter((path) => /^metadata\/\d+\.(binned|later|bin-\d)\.json$/.test(path)).map((path) => path.split('.')[1]);
+  assert.equal(asked.length, 2);
+  assert.equal(asked[0], 'binned');
+  assert.ok(bins.includes(asked[1]!), `then its bin, not later: ${asked.join(', ')}`);
+});
+
 test('path_hash_prefixes and unusual role names are quoted in URLs and file names', async () => {
   const repo = new TestTufRepository({ nowMs });
   const prefix = sha256Hex(bytes('f.txt')).slice(0, 2);

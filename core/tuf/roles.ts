@@ -96,10 +96,15 @@ export interface RoleForTarget {
   readonly terminating: boolean;
 }
 
-/** The delegated roles trusted for `targetPath`, in the delegator's order (section 5.6.7.2). */
+/**
+ * The delegated roles trusted for `targetPath`, in the delegator's order (section 5.6.7.2). A hash
+ * bin (succinct roles, TAP 15) is terminating: the path belongs to that one bin, so a bin that does
+ * not list it ends the search, as python-tuf's get_roles_for_target and go-tuf answer (review h1 of
+ * the OTA path, finding 6: roles queued higher up were asked after the bin).
+ */
 export function rolesForTarget(delegations: Delegations, targetPath: string, sha256: (bytes: Uint8Array) => Uint8Array): RoleForTarget[] {
   if (delegations.succinctRoles !== undefined) {
-    return [{ name: succinctRoleForTarget(delegations.succinctRoles, targetPath, sha256), terminating: false }];
+    return [{ name: succinctRoleForTarget(delegations.succinctRoles, targetPath, sha256), terminating: true }];
   }
   return (delegations.roles ?? [])
     .filter((role) => isDelegatedPath(role, targetPath, sha256))

@@ -30,6 +30,21 @@ export interface TufDriverIo {
 /** Defaults: a repository silent for 30 s, or a single file taking 5 minutes, is treated as a slow-retrieval attack. */
 export const defaultTufTimeouts = { idleTimeoutMs: 30_000, totalTimeoutMs: 300_000 } as const;
 
+/**
+ * The slowest average rate a fetch may keep once its file is too large for the fixed total limit:
+ * a fetch of at most L bytes gets max(totalTimeoutMs, L at this rate). A fixed 5 minutes made an
+ * artifact of more than about 5 minutes' worth (128 MiB needs 440 KiB/s) impossible on a slow
+ * link by the targets route, which a hostile gateway can force by rewriting artifact_url (review
+ * h1 of the OTA path, finding 4). Metadata (at most 5 MB by default: 153 s) keeps the 5 minutes;
+ * the idle limit is unchanged, and L is the length the signed metadata gives the file.
+ */
+export const tufSlowestBytesPerSecond = 32 * 1024;
+
+/** The whole-download limit for a fetch of at most `bytesMax` bytes (tufSlowestBytesPerSecond). */
+export function totalTimeoutForBytes(bytesMax: number, totalTimeoutMs: number): number {
+  return Math.max(totalTimeoutMs, Math.ceil((bytesMax / tufSlowestBytesPerSecond) * 1_000));
+}
+
 /** Steps one workflow may take: the workflow's own loops are bounded, this bounds a bug in them. */
 const stepsMax = 100_000;
 
@@ -51,7 +66,7 @@ async function perform(step: TufStep, io: TufDriverIo): Promise<StepResult> {
     case 'read-target': return targetStore(io).read(step.fileName);
     case 'write-target': await targetStore(io).write(step.fileName, step.bytes); return undefined;
     case 'fetch': {
-      const limits: BodyLimits = { bytesMax: step.bytesMax, ...io.timeouts };
+      const limits: BodyLimits = { bytesMax: step.bytesMax, idleTimeoutMs: io.timeouts.idleTimeoutMs, totalTimeoutMs: totalTimeoutForBytes(step.bytesMax, io.timeouts.totalTimeoutMs) };
       return io.fetcher.fetch(step.url, limits, step.purpose);
     }
   }

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { SdcError, errorRegistry } from '../../core/errors/index.js';
 import type { Clock, Ed25519Provider, RandomSource, Scheduler, TimerHandle } from '../../core/ports/ports.js';
 import { hexFromBytes } from '../../core/crypto/bytes.js';
-import { checkUpdate, verifyDirectorEnvelope, type DirectorKey } from '../../core/ota/director.js';
+import { checkUpdate, verifyDirectorEnvelope, type DirectorDocument, type DirectorKey } from '../../core/ota/director.js';
 import { checkNoticeState, verifyNoticeState, type NoticeState } from '../../core/ota/notice-state.js';
 import { decideDeviceStep, type DeviceStep } from '../../core/ota/execution-decisions.js';
 import { executionTable, type ExecutionState } from '../../core/ota/execution-machine.js';
@@ -11,6 +11,7 @@ import { nextState, isTerminal } from '../../core/protocol/state-machine.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { OtaReportEvent } from '../../core/protocol/messages/ota.js';
 import type { SignedCommand } from '../../core/protocol/messages/command.js';
+import { verifyCommand } from '../../core/protocol/signed-command.js';
 import type { TufCrypto } from '../../core/tuf/crypto-port.js';
 import { quoteRoleName, Updater } from '../../core/tuf/updater.js';
 import { commandAuthorization } from '../../kernel/command/authorization.js';
@@ -83,7 +84,11 @@ export const updateNoticeLimits = {
 
 /** What the runner refused or dropped of what the gateway sent (counters, for tests and diagnostics). */
 export interface UpdateNoticeCounts {
-  /** New executions whose director document did not verify (or named another execution): not journaled, not answered. */
+  /**
+   * New executions refused before they were journaled: a director document that did not verify
+   * (or named another execution), not answered; kernel commands that did not (OTA_KERNEL_COMMAND_INVALID)
+   * or a journal that did not load (AGENT_OTA_JOURNAL_UNUSABLE), answered `refuse`.
+   */
   readonly refused: number;
   /** Notices dropped because `updateNoticeLimits.pendingMax` were already waiting. */
   readonly dropped: number;
@@ -387,8 +392,17 @@ export class UpdateRunner {
     }
     if (notice.cancel) return; // canceled before we ever started it
     // Before the journal: a notice that does not authenticate its execution costs no write and no report.
-    if (!this.#authenticNewExecution(notice)) return;
-    await this.#save({ executionId: notice.execution_id, notice, state: 'notified', intent: null, cancelRequested: false, approved: null, reports: [] });
+    const director = this.#authenticNewExecution(notice);
+    if (director === undefined) return;
+    // The kernel commands before the journal too: a gateway's edit of one of them (a ROLLBACK
+    // that would fail when it is needed, arguments nested deep enough to make the journal
+    // unreadable) is refused now, and the journal only ever holds commands the control plane signed.
+    const commandRefusal = this.#kernelCommandsRefusal(notice, director);
+    if (commandRefusal !== undefined) {
+      this.#refuseUnjournaled(notice, commandRefusal);
+      return;
+    }
+    await this.#save({ executionId: notice.execution_id, notice: journaledNotice(notice), state: 'notified', intent: null, cancelRequested: false, approved: null, reports: [] });
     await this.#run();
   }
 
@@ -399,21 +413,72 @@ export class UpdateRunner {
    * notice a hostile gateway made up for a new execution id cost two journal writes (fsync'd)
    * and a signed report.
    */
-  #authenticNewExecution(notice: Notice): boolean {
+  #authenticNewExecution(notice: Notice): DirectorDocument | undefined {
     try {
       const kid = directorKeyId(notice);
       const publicKey = this.#o.resolveDirectorKey(kid);
       if (publicKey === undefined) throw new SdcError('OTA_DIRECTOR_SIGNATURE', `director key ${kid} is not one this device trusts`);
       const director = verifyDirectorEnvelope(notice.director, { keyId: kid, publicKey }, this.#o.ed25519);
       if (director.executionId !== notice.execution_id) throw new SdcError('OTA_DIRECTOR_WRONG_BINDING', 'the director\'s document names another execution');
-      return true;
+      return director;
     } catch (error) {
       this.#noticeCounts.refused += 1;
       if (isPowerOfTwo(this.#noticeCounts.refused)) {
         this.#o.logger.warn({ executionId: notice.execution_id, code: 'AGENT_OTA_NOTICE_REFUSED', cause: SdcError.is(error) ? error.code : undefined, refused: this.#noticeCounts.refused }, 'OTA notice refused before it was journaled');
       }
-      return false;
+      return undefined;
     }
+  }
+
+  /**
+   * Why the notice's kernel commands may not be taken (OTA_KERNEL_COMMAND_INVALID), or undefined.
+   * Each is checked as a delivered command is (verifyCommand: this device, a pinned command key,
+   * the signature, its opcode's argument schema), and for its step: STAGE, COMMIT and ROLLBACK
+   * by opcode, STAGE naming the director's SHA-256 and length, COMMIT STAGE's version and digest.
+   * Not the deadline: the kernel judges it at each call on its own clock, and a ROLLBACK is
+   * needed until the execution ends. The director's document was verified just before
+   * (#authenticNewExecution); check_director checks the rest of its binding and compares the
+   * version with the image repository.
+   */
+  #kernelCommandsRefusal(notice: Notice, director: DirectorDocument): SdcError | undefined {
+    // A notice for another device names that device in its commands too: said as the director's binding, the clearer word.
+    if (director.deviceId !== this.#o.deviceId) return new SdcError('OTA_DIRECTOR_WRONG_BINDING', `the director's document is for ${director.deviceId.slice(0, 128)}, not this device`);
+    const { target } = director;
+    const commands = notice.kernel_commands;
+    const expected = { stage: 'EXEC_STAGE_UPDATE', commit: 'EXEC_COMMIT_UPDATE', rollback: 'EXEC_ROLLBACK_UPDATE' } as const;
+    for (const step of ['stage', 'commit', 'rollback'] as const) {
+      const command = commands[step];
+      const name = step.toUpperCase();
+      if (command.opcode !== expected[step]) return new SdcError('OTA_KERNEL_COMMAND_INVALID', `the notice's ${name} command is ${command.opcode}, not ${expected[step]}`, { step });
+      try {
+        verifyCommand({ command, deviceId: this.#o.deviceId, resolveKey: this.#o.resolveDirectorKey, provider: this.#o.ed25519, nowMs: Number.NEGATIVE_INFINITY });
+      } catch (error) {
+        const cause = SdcError.is(error) ? error.code : 'CRYPTO_SIGNATURE_INVALID';
+        return new SdcError('OTA_KERNEL_COMMAND_INVALID', `the notice's ${name} command does not verify (${cause})`, { step, cause });
+      }
+    }
+    const stage = commands.stage.args as { version?: unknown; sha256?: unknown; size_bytes?: unknown };
+    const commit = commands.commit.args as { version?: unknown; sha256?: unknown };
+    if (stage.sha256 !== target.hashes['sha256'] || stage.size_bytes !== target.length) {
+      return new SdcError('OTA_KERNEL_COMMAND_INVALID', 'the notice\'s STAGE command names another digest or length than the director\'s target', { step: 'stage' });
+    }
+    if (commit.version !== stage.version || (commit.sha256 !== undefined && commit.sha256 !== stage.sha256)) {
+      return new SdcError('OTA_KERNEL_COMMAND_INVALID', 'the notice\'s COMMIT command names another version or digest than its STAGE command', { step: 'commit' });
+    }
+    return undefined;
+  }
+
+  /**
+   * A new execution refused before anything was journaled: the refusal goes to the control plane
+   * (`refuse`: the execution ends rejected with the code) without a journal write. The log and the
+   * report at the 1st, 2nd, 4th ... refusal (copies of one notice cost a signed frame each), and a
+   * notice that comes again is refused again.
+   */
+  #refuseUnjournaled(notice: Notice, refusal: SdcError): void {
+    this.#noticeCounts.refused += 1;
+    if (!isPowerOfTwo(this.#noticeCounts.refused)) return;
+    this.#o.logger.warn({ executionId: notice.execution_id, code: refusal.code, refused: this.#noticeCounts.refused }, `OTA notice refused: ${refusal.message}`);
+    this.#o.send(this.#report(notice.execution_id, 'refuse', { error: errorOf(refusal) }));
   }
 
   #kick(): void {
@@ -656,16 +721,9 @@ export class UpdateRunner {
   }
 
   /** The director's target of this execution, its signature checked again (the journaled notice may have been replaced by a later one). */
-  #directorTarget(entry: UpdateJournalEntry): { length: number; hashes: Readonly<Record<string, string>> } {
-    const signature = (entry.notice.director as { signature?: { key_id?: unknown } }).signature;
-    const kid = typeof signature?.key_id === 'string' ? signature.key_id : '';
-    const publicKey = this.#o.resolveDirectorKey(kid);
-    if (publicKey === undefined) throw new SdcError('OTA_DIRECTOR_SIGNATURE', `director key ${kid} is not one this device trusts`);
-    const director = verifyDirectorEnvelope(entry.notice.director, { keyId: kid, publicKey }, this.#o.ed25519);
-    if (director.executionId !== entry.executionId || director.target.hashes['sha256'] === undefined) {
-      throw new SdcError('OTA_TARGET_MISMATCH', 'the director\'s document is not for this execution or lists no SHA-256');
-    }
-    return director.target;
+  #directorTarget(entry: UpdateJournalEntry): DirectorTarget {
+    if (entry.notice.execution_id !== entry.executionId) throw new SdcError('OTA_TARGET_MISMATCH', 'the journaled notice is not for this execution');
+    return verifiedDirectorTarget(entry.notice, this.#o.resolveDirectorKey, this.#o.ed25519);
   }
 
   /** A kernel call: journaled as an intent first, so a crash in it is settled by asking the kernel (#settleIntent). */
@@ -870,6 +928,36 @@ function downloadFailure(error: unknown): SdcError {
 function directorKeyId(notice: Pick<Notice, 'director'>): string {
   const signature = (notice.director as { signature?: { key_id?: unknown } }).signature;
   return typeof signature?.key_id === 'string' ? signature.key_id : '';
+}
+
+/** The director's target of a notice, its signature checked (a pinned key, this execution); throws OTA_DIRECTOR_*, OTA_TARGET_MISMATCH. */
+type DirectorTarget = { readonly path: string; readonly length: number; readonly hashes: Readonly<Record<string, string>> };
+
+function verifiedDirectorTarget(notice: Notice, resolveKey: (kid: string) => Uint8Array | undefined, ed25519: Ed25519Provider): DirectorTarget {
+  const kid = directorKeyId(notice);
+  const publicKey = resolveKey(kid);
+  if (publicKey === undefined) throw new SdcError('OTA_DIRECTOR_SIGNATURE', `director key ${kid} is not one this device trusts`);
+  const director = verifyDirectorEnvelope(notice.director, { keyId: kid, publicKey }, ed25519);
+  if (director.executionId !== notice.execution_id || director.target.hashes['sha256'] === undefined) {
+    throw new SdcError('OTA_TARGET_MISMATCH', 'the director\'s document is not for this execution or lists no SHA-256');
+  }
+  return director.target;
+}
+
+/**
+ * The notice as journaled: its schema's fields by name, nothing else (a notice reaches here
+ * checked against the OTA_NOTICE schema, whose objects admit no other members; named anyway, so
+ * the journal holds what the runner verified and uses, whatever the schema admits later).
+ */
+function journaledNotice(notice: Notice): Notice {
+  return {
+    execution_id: notice.execution_id, rollout_id: notice.rollout_id, wave: notice.wave,
+    director: notice.director, kernel_commands: { stage: notice.kernel_commands.stage, commit: notice.kernel_commands.commit, rollback: notice.kernel_commands.rollback },
+    cancel: notice.cancel,
+    ...(notice.health_nonce === undefined ? {} : { health_nonce: notice.health_nonce }),
+    ...(notice.artifact_url === undefined ? {} : { artifact_url: notice.artifact_url }),
+    ...(notice.notice_state === undefined ? {} : { notice_state: notice.notice_state }),
+  };
 }
 
 /** Whether a notice says anything only the control plane's signed state may say: cancel, or a health nonce. */

@@ -25,6 +25,7 @@ export const otaErrors = defineErrors({
   OTA_DIRECTOR_WRONG_BINDING: { fault: 'remote', status: 409, summary: 'The director\'s document is bound to another device, rollout, wave or execution' },
   OTA_TARGET_MISMATCH: { fault: 'remote', status: 409, summary: 'The director\'s document and the image repository disagree on the target (path, length, hashes or release counter)' },
   OTA_TARGET_PATH_INVALID: { fault: 'remote', status: 409, summary: 'A signed target path names no file of its own in the agent\'s download directory (`.` or `..`, or one that would map outside it): the update is refused before anything is downloaded' },
+  OTA_KERNEL_COMMAND_INVALID: { fault: 'remote', status: 401, summary: 'An OTA notice\'s STAGE, COMMIT or ROLLBACK command is not signed by a pinned command key for this device, names another opcode, or other arguments than the execution\'s target (a gateway\'s edit): the device refuses the execution before journaling it, and reports the refusal (the cause\'s code is in the message)' },
   OTA_PLATFORM_MISMATCH: { fault: 'remote', status: 409, summary: 'The target is not for this device\'s platform, or the director names a platform the image repository does not list' },
   OTA_RELEASE_COUNTER_ROLLBACK: { fault: 'remote', status: 409, summary: 'The target\'s release counter is lower than the one the device already installed (rollback)' },
   OTA_AGENT_TOO_OLD: { fault: 'remote', status: 409, summary: 'The device\'s agent is older than the minimum agent version the target requires' },

@@ -16,7 +16,7 @@ import { createNodeEd25519Provider } from '../runtime/ed25519-node.js';
 import { createNodeSessionKeyCrypto } from '../runtime/session-crypto-node.js';
 import { systemClock, systemRandom, systemScheduler } from '../runtime/system.js';
 import { createControlPlane, type ControlPlane } from '../server/control-plane/index.js';
-import { gatewayTelemetryBatchEntries } from '../server/deployment/deployment.js';
+import { gatewayTelemetryBatchEntries, gatewayTelemetryFramesPerEntry } from '../server/deployment/deployment.js';
 import { createGatewayCore, type ConnectionHandle, type GatewayCore } from '../server/gateway/gateway-core.js';
 import { sessionTasksMax } from '../server/gateway/device-session.js';
 import { initDeployment, type DeploymentMaterials } from '../server/materials/materials.js';
@@ -362,7 +362,7 @@ async function runMode(mode: IngestMode, samplesPerFrame: number, options: Requi
       gatewayId: `gw-bench-${runTag}`, signer: { kid: materials.gatewaySigner.kid, seed: materials.gatewaySigner.seed }, provider,
       stores: { bus: stores.bus, kv: stores.kv }, clock: systemClock, random: systemRandom, scheduler: systemScheduler,
       commandKeys: new Map([[materials.commandSigner.kid, materials.commandSigner.publicKey]]),
-      telemetryBatchEntriesMax: gatewayTelemetryBatchEntries, connectionsMax: options.connections + 10,
+      telemetryBatchEntriesMax: gatewayTelemetryBatchEntries, telemetryFramesPerEntryMax: gatewayTelemetryFramesPerEntry, connectionsMax: options.connections + 10,
       sessionCrypto: mode === 'session-mac' ? sessionCrypto : null,
       // Samples arrive far faster than heartbeats would: the session must not time out meanwhile.
       heartbeatIntervalMs: 3_600_000, metrics,

@@ -94,7 +94,25 @@ export const busEntrySchemas = {
 
   /** gateway -> telemetry writer: a verified TELEMETRY frame. */
   telemetry: Type.Object({ device_id: DeviceId, gateway_id: GatewayId, received_at_ms: EpochMs, frame: SignedFrameText }, strict),
+
+  /**
+   * gateway -> telemetry writer: several devices' verified telemetry frames in one entry, each as
+   * a `telemetry` entry would carry it (decision 0023). The decoded form; on the bus the frames
+   * travel in one field of their own (encodeTelemetryFrames).
+   */
+  telemetry_frames: Type.Object({
+    gateway_id: GatewayId,
+    frames: Type.Array(Type.Object({ device_id: DeviceId, received_at_ms: EpochMs, frame: SignedFrameText }, strict), { minItems: 1, maxItems: 64 }),
+  }, strict),
 } as const satisfies Record<string, TSchema>;
+
+/**
+ * Bounds of a telemetry_frames entry (decision 0023): frames per entry (the schema's maxItems) and
+ * UTF-8 bytes of its `frames` field, the bus's bound on one field (busLimits.fieldBytesMax, 64 KiB).
+ * A frame that does not fit an entry alone (its bytes above the field bound) goes as a `telemetry`
+ * entry of its own, as every frame did before.
+ */
+export const telemetryFramesLimits = Object.freeze({ framesPerEntryMax: 64, frameBytesPerEntryMax: 64 * 1024 });
 
 export type BusEntryKind = keyof typeof busEntrySchemas;
 export type BusEntryData<K extends BusEntryKind> = Static<(typeof busEntrySchemas)[K]>;
@@ -121,6 +139,7 @@ const checks = Object.fromEntries(
 const frameFieldKinds: ReadonlySet<BusEntryKind> = new Set<BusEntryKind>(['telemetry', 'command_progress', 'command_result']);
 
 export function encodeBusEntry<K extends BusEntryKind>(kind: K, data: BusEntryData<K>): Record<string, string> {
+  if (kind === 'telemetry_frames') return encodeTelemetryFrames(data as BusEntryData<'telemetry_frames'>);
   if (kind === 'telemetry') {
     const fields = encodeTelemetryCanonical(data as BusEntryData<'telemetry'>);
     if (fields !== undefined) return fields;
@@ -181,6 +200,7 @@ function withFrameField(kind: BusEntryKind, parsed: JsonValue, frame: string): J
 
 function decodeBusEntryText(fields: Readonly<Record<string, string>>): DecodedBusEntry {
   const kind = fields.kind;
+  if (kind === 'telemetry_frames') return { kind, data: decodeTelemetryFrames(fields) };
   if (kind === 'telemetry' && fields.frame !== undefined) {
     const data = decodeTelemetryCanonical(fields.data, fields.frame);
     if (data !== undefined) return { kind, data };
@@ -265,4 +285,46 @@ function decodeTelemetryCanonical(dataText: string | undefined, frame: string): 
 /** For tests: whether a telemetry entry's fields take the canonical shortcut (they must decode the same either way). */
 export function telemetryEntryIsCanonical(fields: Readonly<Record<string, string>>): boolean {
   return fields.kind === 'telemetry' && fields.frame !== undefined && decodeTelemetryCanonical(fields.data, fields.frame) !== undefined;
+}
+
+/**
+ * A telemetry_frames entry on the bus (decision 0023): `data` is canonical JSON of the gateway and,
+ * per frame, its device, receive time and length in UTF-16 units (`chars`); `frames` is the frames'
+ * texts one after another, as received (no escaping, as for a `telemetry` entry's own `frame`
+ * field). The reader cuts `frames` by the lengths, which must add up to it exactly.
+ */
+const TelemetryFramesWire = Type.Object({
+  gateway_id: GatewayId,
+  frames: Type.Array(Type.Object({
+    device_id: DeviceId, received_at_ms: EpochMs, chars: Type.Integer({ minimum: 1, maximum: signedFrameTextLengthMax }),
+  }, strict), { minItems: 1, maxItems: telemetryFramesLimits.framesPerEntryMax }),
+}, strict);
+const telemetryFramesWireCheck = TypeCompiler.Compile(TelemetryFramesWire);
+
+function encodeTelemetryFrames(data: BusEntryData<'telemetry_frames'>): Record<string, string> {
+  if (!checks.telemetry_frames.Check(data)) {
+    const first = checks.telemetry_frames.Errors(data).First();
+    throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry telemetry_frames ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
+  }
+  const wire = { gateway_id: data.gateway_id, frames: data.frames.map((f) => ({ device_id: f.device_id, received_at_ms: f.received_at_ms, chars: f.frame.length })) };
+  return { kind: 'telemetry_frames', data: canonicalize(wire), frames: data.frames.map((f) => f.frame).join('') };
+}
+
+function decodeTelemetryFrames(fields: Readonly<Record<string, string>>): BusEntryData<'telemetry_frames'> {
+  const text = fields.frames;
+  if (text === undefined) throw new SdcError('PROTO_SCHEMA_INVALID', 'bus entry telemetry_frames has no frames field');
+  const parsed = parseStrictJson(fields.data ?? '', entryDataLimits);
+  if (!telemetryFramesWireCheck.Check(parsed)) {
+    const first = telemetryFramesWireCheck.Errors(parsed).First();
+    throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry telemetry_frames ${first?.path ?? ''}: ${first?.message ?? 'invalid'}`);
+  }
+  const wire = parsed as Static<typeof TelemetryFramesWire>;
+  let at = 0;
+  const frames = wire.frames.map((f) => {
+    const frame = text.slice(at, at + f.chars);
+    at += f.chars;
+    return { device_id: f.device_id, received_at_ms: f.received_at_ms, frame };
+  });
+  if (at !== text.length) throw new SdcError('PROTO_SCHEMA_INVALID', `bus entry telemetry_frames: the frames' lengths add up to ${at}, its frames field has ${text.length}`);
+  return { gateway_id: wire.gateway_id, frames };
 }

@@ -1,5 +1,7 @@
 import { SdcError } from '../../core/errors/index.js';
-import { decodeBusEntry, presenceRestoredReason, type BusEntryData, type DecodedBusEntry } from '../bus-contract/entries.js';
+import { decodeBusEntry, encodeBusEntry, presenceRestoredReason, type BusEntryData, type DecodedBusEntry } from '../bus-contract/entries.js';
+import { groups, streamNames } from '../bus-contract/streams.js';
+import { deadFields, deadLetterStream } from '../stores/bus/bus-port.js';
 import { commandExecution, commandTerminalStates, type CommandEvent, type CommandState } from '../../core/protocol/command-machine.js';
 import type { JsonObject } from '../../core/protocol/json-value.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
@@ -26,14 +28,17 @@ import { pageLimit } from './pagination.js';
  * device are handled in order, different devices concurrently. Only a hint: the handler still
  * validates the entry, and one without a device id is handled on its own.
  */
-export function deviceIdOfEntry(entry: BusEntry): string | undefined {
-  let data: object;
+export function deviceIdOfEntry(entry: BusEntry): string | readonly string[] | undefined {
+  let decoded: DecodedBusEntry;
   try {
     // Decoded (strict parse and schema check) here once: the handlers get the same value from decodeBusEntry's memo (issue 17).
-    data = decodeBusEntry(entry.fields).data;
+    decoded = decodeBusEntry(entry.fields);
   } catch {
     return deviceIdOfMalformed(entry);
   }
+  // Several devices' telemetry frames (decision 0023): the entry keeps each device's order.
+  if (decoded.kind === 'telemetry_frames') return decoded.data.frames.map((frame) => frame.device_id);
+  const data: object = decoded.data;
   return 'device_id' in data && typeof data.device_id === 'string' ? data.device_id : undefined;
 }
 
@@ -56,6 +61,9 @@ function deviceIdOfMalformed(entry: BusEntry): string | undefined {
  * holds at most the entries in flight (telemetryConsumerOptions.entriesInFlightMax, 1,024).
  */
 const alertsOwedEntriesMax = 1024;
+
+/** The dead-letter stream's bound when a frame of a telemetry_frames entry is dead-lettered alone: the bus adapters' default deadMaxLen. */
+const frameDeadLettersMaxLen = 10_000;
 
 /** The compliance service's read that rides with the presence handler's (ComplianceService.reportAndEpisodeOf). */
 export interface PresenceComplianceReads {
@@ -391,6 +399,7 @@ export class EventHandlers {
   handleTelemetry(entry: BusEntry): Promise<void> {
     try {
       const decoded = decodeBusEntry(entry.fields);
+      if (decoded.kind === 'telemetry_frames') return this.#handleTelemetryFrames(entry, decoded.data);
       if (decoded.kind !== 'telemetry') throw new SdcError('PROTO_UNKNOWN_TYPE', `${decoded.kind} entries do not belong on the telemetry stream`);
       const data = decoded.data;
       // The gateway named in the entry checked the session MAC (ADR 0004); a signed frame is verified again.
@@ -400,6 +409,59 @@ export class EventHandlers {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * A telemetry_frames entry (decision 0023): each frame checked, scored and stored exactly as if
+   * it had come in a `telemetry` entry of its own (#storeTelemetry: all their rows join the same
+   * INSERTs), and the entry resolved once every frame's rows are stored, so its ack comes after
+   * all its samples are. A frame refused for itself (a remote fault: revoked or unknown device, a
+   * malformed frame) does not refuse the others: it is dead-lettered alone, as the `telemetry`
+   * entry it would have been, once the others are stored (a retry of that dead letter takes the
+   * one-frame path). Any other failure (a store outage) fails the entry, which is retried whole:
+   * its rows stored already are skipped (decision 0012), and a dead letter written already may be
+   * written once more (kept twice, never lost). Frames of one device in one entry (a gateway
+   * forwards a session's next frame only after its previous one's append, so this is rare) are
+   * handled one after another, as separate entries would be; the others together.
+   */
+  async #handleTelemetryFrames(entry: BusEntry, data: BusEntryData<'telemetry_frames'>): Promise<void> {
+    const items: BusEntryData<'telemetry'>[] = data.frames.map((f) => ({ device_id: f.device_id, gateway_id: data.gateway_id, received_at_ms: f.received_at_ms, frame: f.frame }));
+    const refused: Array<{ item: BusEntryData<'telemetry'>; error: SdcError }> = [];
+    const refusal = (index: number, error: unknown): void => {
+      if (!SdcError.is(error) || error.fault !== 'remote') throw error;
+      refused.push({ item: items[index]!, error });
+    };
+    const deviceIds = new Set(items.map((item) => item.device_id));
+    const oneByOne = deviceIds.size < items.length;
+    const stores: Array<Promise<void>> = [];
+    for (let index = 0; index < items.length; index += 1) {
+      const item = items[index]!;
+      // The frame's own entry, for #storeTelemetry's alert bookkeeping (keyed by entry id; a redelivery keeps its count).
+      const frameEntry: BusEntry = { id: `${entry.id}/${index}`, fields: entry.fields, deliveryCount: entry.deliveryCount };
+      let stored: Promise<void>;
+      try {
+        const checked = this.#devices.telemetryFrame(item.device_id, item.frame);
+        stored = checked instanceof Promise ? checked.then((frame) => this.#storeTelemetry(frameEntry, item, frame)) : this.#storeTelemetry(frameEntry, item, checked);
+      } catch (error) {
+        stored = Promise.reject(error);
+      }
+      const judged = stored.catch((error: unknown) => refusal(index, error));
+      if (oneByOne) await judged;
+      else stores.push(judged);
+    }
+    const failed = (await Promise.allSettled(stores)).find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    for (const { item, error } of refused) await this.#deadLetterFrame(entry, item, error);
+  }
+
+  /** One frame of a telemetry_frames entry, dead-lettered as the `telemetry` entry it would have been (StreamConsumer's reason and dead.* fields). */
+  async #deadLetterFrame(entry: BusEntry, item: BusEntryData<'telemetry'>, error: SdcError): Promise<void> {
+    const reason = `${error.code}: ${error.message}`.slice(0, 512);
+    this.#ctx.logger.warn({ stream: streamNames.telemetry, entryId: entry.id, device_id: item.device_id, reason }, 'telemetry frame dead-lettered; the other frames of its entry were stored');
+    await this.#ctx.bus.append(deadLetterStream(streamNames.telemetry), {
+      ...encodeBusEntry('telemetry', item),
+      [deadFields.reason]: reason, [deadFields.sourceId]: entry.id, [deadFields.group]: groups.telemetry, [deadFields.deliveryCount]: String(entry.deliveryCount),
+    }, { maxLen: frameDeadLettersMaxLen });
   }
 
   /** The frame's samples scored and stored (handleTelemetry); throws what refuses them, called where a throw becomes the entry's rejection. */

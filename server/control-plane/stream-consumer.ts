@@ -42,8 +42,10 @@ export interface StreamConsumerOptions {
   /**
    * Entries with the same key are handled one after another, in stream order; undefined (e.g. a
    * malformed entry) is a partition of its own. Default: every entry in one partition (serial).
+   * Several keys (an entry about several devices: telemetry_frames, decision 0023): the entry waits
+   * for the earlier entries of each of them, and the later entries of each wait for it.
    */
-  readonly partitionKey?: (entry: BusEntry) => string | undefined;
+  readonly partitionKey?: (entry: BusEntry) => string | readonly string[] | undefined;
   /** Handlers running at the same time (each on a different partition). */
   readonly partitionsInFlightMax?: number;
   /** Entries the running loop has read and not yet finished; it reads more only below this. */
@@ -76,12 +78,16 @@ interface Queued {
 }
 
 /**
- * A partition with an entry running: the entries read behind it, in stream order, and whether an
- * entry of it was left pending (its retries ran out) or failed on the bus, after which the later
- * ones are not handled: they stay pending, so a claim retries the partition in order.
+ * An entry read and not finished, in the order of its partitions: it runs once the earlier entries
+ * of each of its keys finished (`waitsOn` 0), and the later ones wait on it (`next`, in stream
+ * order). `broken`: an earlier entry of one of its keys was left pending (its retries ran out) or
+ * failed on the bus, after which the later ones are not handled: they stay pending, so a claim
+ * retries the partition in order.
  */
-interface Partition {
-  readonly waiting: Queued[];
+interface Node extends Queued {
+  readonly keys: readonly string[];
+  waitsOn: number;
+  readonly next: Node[];
   broken: { readonly error: unknown } | 'left pending' | undefined;
 }
 
@@ -106,11 +112,12 @@ export class StreamConsumer {
   #stopReads: AbortController | undefined;
   #groupReady = false;
   /**
-   * Per partition key with an entry running, the entries waiting behind it: the next one runs
-   * when it ends, and only if it was acked or dead-lettered (not left pending). A queue and a
-   * callback, not a promise chained per entry: two promises and their jobs per entry less (issue 17).
+   * Per partition key with an entry unfinished, the last of them read: a new entry of the key
+   * waits on it. The next one runs when it ends, and is handled only if it was acked or
+   * dead-lettered (not left pending). Links and a callback, not a promise chained per entry: two
+   * promises and their jobs per entry less (issue 17).
    */
-  readonly #partitions = new Map<string, Partition>();
+  readonly #tails = new Map<string, Node>();
   /** Ids of the entries submitted and not yet finished. */
   readonly #inFlight = new Set<string>();
   /** stop() waits here until no entry is in flight. */
@@ -270,43 +277,61 @@ export class StreamConsumer {
    */
   #submit(entry: BusEntry, settled: Queued['settled']): void {
     // Unkeyed entries (malformed) are partitions of their own: the handler refuses them, nothing waits for them.
-    const key = this.#keyOf(entry) ?? `\u0000${entry.id}`;
+    const key = this.#keyOf(entry);
+    const keys = key === undefined || key.length === 0 ? [`\u0000${entry.id}`] : typeof key === 'string' ? [key] : key;
     this.#inFlight.add(entry.id);
-    const partition = this.#partitions.get(key);
-    if (partition !== undefined) {
-      partition.waiting.push({ entry, settled });
-      return;
+    const node: Node = { entry, settled, keys, waitsOn: 0, next: [], broken: undefined };
+    for (const each of keys) {
+      const tail = this.#tails.get(each);
+      // Two keys with the same last entry: one wait on it, not two; a key named twice: no wait on itself.
+      if (tail !== undefined && tail !== node && tail.next[tail.next.length - 1] !== node) {
+        tail.next.push(node);
+        node.waitsOn += 1;
+      }
+      this.#tails.set(each, node);
     }
-    const started: Partition = { waiting: [], broken: undefined };
-    this.#partitions.set(key, started);
-    void this.#run(key, started, { entry, settled });
+    if (node.waitsOn === 0) void this.#run(node);
   }
 
-  /** Handles the entry, then the partition's next ones while it stays intact; the partition is gone once none waits. */
-  async #run(key: string, partition: Partition, first: Queued): Promise<void> {
-    for (let queued: Queued | undefined = first; queued !== undefined; queued = partition.waiting.shift()) {
-      const { entry, settled } = queued;
+  /**
+   * Handles the entry, then the later entries it was the last wait of: the first of them in this
+   * call (one key: the partition's next entry, as a queue would), the others in calls of their own,
+   * so entries of different partitions still run side by side.
+   */
+  async #run(first: Node): Promise<void> {
+    for (let node: Node | undefined = first; node !== undefined;) {
+      const { entry, settled } = node;
+      let broken = node.broken;
       let outcome: { ok: boolean } | { error: unknown };
-      if (partition.broken === undefined) {
+      if (broken === undefined) {
         try {
           outcome = { ok: await this.#process(entry) };
         } catch (error) {
           outcome = { error };
         }
-        if ('error' in outcome) partition.broken = { error: outcome.error };
-        else if (!outcome.ok) partition.broken = 'left pending';
-      } else if (partition.broken === 'left pending') {
+        if ('error' in outcome) broken = { error: outcome.error };
+        else if (!outcome.ok) broken = 'left pending';
+      } else if (broken === 'left pending') {
         this.#o.logger.warn({ stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending behind an earlier entry of its partition');
         outcome = { ok: false };
       } else {
-        outcome = { error: partition.broken.error };
+        outcome = { error: broken.error };
       }
       // The bus failed on ack or dead-letter: the entry (and the rest of its partition read so far) stays pending for a claim.
       if ('error' in outcome && settled === undefined) this.#o.logger.error({ err: outcome.error, stream: this.#o.stream, entryId: entry.id }, 'bus entry left pending');
+      for (const key of node.keys) if (this.#tails.get(key) === node) this.#tails.delete(key);
       this.#finished(entry);
       settled?.(outcome);
+      let continued: Node | undefined;
+      for (const later of node.next) {
+        if (broken !== undefined && later.broken === undefined) later.broken = broken;
+        later.waitsOn -= 1;
+        if (later.waitsOn > 0) continue;
+        if (continued === undefined) continued = later;
+        else void this.#run(later);
+      }
+      node = continued;
     }
-    this.#partitions.delete(key);
   }
 
   /** The entry is done (handled, or left pending): room for the loop to read more, and stop() may be waiting for the last. */
@@ -325,7 +350,7 @@ export class StreamConsumer {
     }
   }
 
-  #keyOf(entry: BusEntry): string | undefined {
+  #keyOf(entry: BusEntry): string | readonly string[] | undefined {
     try {
       return this.#o.partitionKey(entry);
     } catch {

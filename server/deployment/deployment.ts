@@ -33,6 +33,13 @@ import type { GatewayMaterials } from '../materials/gateway-materials.js';
  */
 export const gatewayTelemetryBatchEntries = 100;
 
+/**
+ * Telemetry frames per bus entry in a deployed gateway (decision 0023): the frames of one flush
+ * go in telemetry_frames entries of up to this many, one pass of the telemetry consumer each.
+ * Control planes read these since decision 0023; upgrade them before the gateways.
+ */
+export const gatewayTelemetryFramesPerEntry = 64;
+
 export interface StartDeploymentOptions {
   /**
    * A control plane needs the full materials; a gateway-only process (`controlPlane: false`) may
@@ -204,7 +211,7 @@ async function startServices(start: ServicesStart): Promise<Services> {
   const gateway = createGatewayCore({
     isRevoked: createRevocationCheck({ kv: stores.kv, crlSerials: () => crl.serials() }),
     checkEnrollment: crlFreshAdmission({ watch: crl, policy: options.crlStale?.policy ?? 'fail-open', next: createEnrollmentCheck({ kv: stores.kv }) }),
-    telemetryBatchEntriesMax: gatewayTelemetryBatchEntries,
+    telemetryBatchEntriesMax: gatewayTelemetryBatchEntries, telemetryFramesPerEntryMax: gatewayTelemetryFramesPerEntry,
     // Presence refreshes of many sessions in one pipelined write (server/gateway/presence-refresh-window.ts).
     presenceRefreshWindowMs: presenceRefreshWindowMsFor(options.gateway?.heartbeatIntervalMs ?? gatewayDefaults.heartbeatIntervalMs),
     ...options.gateway,

@@ -3,7 +3,7 @@ import type { TimerHandle } from '../../core/ports/ports.js';
 import type { Logger } from 'pino';
 import type { StreamBus } from '../stores/bus/bus-port.js';
 
-export interface AppendBatcherOptions {
+export interface AppendBatcherOptions<T = Record<string, string>> {
   readonly bus: StreamBus;
   readonly stream: string;
   readonly maxLen: number;
@@ -27,6 +27,17 @@ export interface AppendBatcherOptions {
   readonly aborted?: () => boolean;
   /** Where a held batch (a failed write retried) and its final write are logged; none: not logged (tests). */
   readonly logger?: Logger;
+  /**
+   * Turns a flush's items, in write order, into the entries appended (decision 0023: the gateway
+   * puts several devices' telemetry frames in one entry). Run once per batch, at its first write;
+   * a retry writes the same entries. With it only write() is offered (an item has no entry id of
+   * its own), and a batch closes at `itemsPerFlushMax` items rather than entriesMax. A packing
+   * gives at most one entry per item, so itemsPerFlushMax up to busLimits.batchEntriesMax keeps a
+   * flush within one appendBatch. Without it an item is its entry.
+   */
+  readonly pack?: (items: readonly T[]) => Array<Record<string, string>>;
+  /** Items that close a batch when `pack` is given (at most waitingMax); default entriesMax. */
+  readonly itemsPerFlushMax?: number;
 }
 
 /**
@@ -58,7 +69,9 @@ interface Batch {
   readonly seq: number;
   /** appendBatch calls made for it (the log line when a held batch is finally written). */
   attempts: number;
-  readonly entries: Array<Record<string, string>>;
+  readonly entries: unknown[];
+  /** `entries` as appended (packed once, at the first write: a retry appends the same). */
+  packed: Array<Record<string, string>> | undefined;
   /** The ids, in the order of `entries`. */
   readonly ids: Promise<readonly string[]>;
   /** The same outcome without the ids, for callers that need none (write()); settled in the same job as `ids`, as a caller's own promise was. */
@@ -74,7 +87,7 @@ function newBatch(seq: number): Batch {
   // Nobody may wait on one of the two (every caller of the batch used the other): not an unhandled rejection.
   ids.catch(() => undefined);
   written.catch(() => undefined);
-  return { seq, attempts: 0, entries: [], ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
+  return { seq, attempts: 0, entries: [], packed: undefined, ids, written, settle: (outcome) => { settleIds(outcome); settleWritten(outcome); } };
 }
 
 /**
@@ -112,7 +125,7 @@ function newBatch(seq: number): Batch {
  * entriesMax 1 (the simulator's default) each append goes to the bus as before and its failure
  * reaches its caller, so the simulator's traces are unchanged.
  */
-export class AppendBatcher {
+export class AppendBatcher<T = Record<string, string>> {
   /** The entries waiting for the next flush (at most entriesMax: a full batch is written at once). */
   #waiting: Batch | undefined;
   #flushQueued = false;
@@ -130,8 +143,14 @@ export class AppendBatcher {
   #draining = false;
   #stopping = false;
 
-  constructor(private readonly options: AppendBatcherOptions) {
+  readonly #itemsPerFlushMax: number;
+
+  constructor(private readonly options: AppendBatcherOptions<T>) {
     if (!Number.isSafeInteger(options.entriesMax) || options.entriesMax < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'entriesMax must be a positive integer');
+    this.#itemsPerFlushMax = options.pack === undefined ? options.entriesMax : (options.itemsPerFlushMax ?? options.entriesMax);
+    if (options.pack !== undefined && (!Number.isSafeInteger(this.#itemsPerFlushMax) || this.#itemsPerFlushMax < 1 || this.#itemsPerFlushMax > options.waitingMax)) {
+      throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'itemsPerFlushMax must be a positive integer, at most waitingMax');
+    }
     this.#windowMs = options.windowMs ?? 0;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs < 0) throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'windowMs must be a non-negative integer');
     if ((this.#windowMs > 0 || options.entriesMax > 1) && (options.schedule === undefined || options.cancel === undefined)) {
@@ -140,9 +159,10 @@ export class AppendBatcher {
   }
 
   /** Appends the entry with the others of its batch; resolves to its id once the batch is written. */
-  append(fields: Record<string, string>): Promise<string> {
+  append(fields: T): Promise<string> {
     const { bus, stream, maxLen, entriesMax } = this.options;
-    if (entriesMax === 1) return bus.append(stream, fields, { maxLen });
+    if (this.options.pack !== undefined) return Promise.reject(new SdcError('GATEWAY_INVALID_ARGUMENT', 'a packing batcher offers write() only'));
+    if (entriesMax === 1) return bus.append(stream, fields as Record<string, string>, { maxLen });
     const added = this.#add(fields);
     if (added instanceof Error) return Promise.reject(added);
     return added.batch.ids.then((ids) => ids[added.index] as string);
@@ -152,20 +172,20 @@ export class AppendBatcher {
    * append() for a caller that needs no id (the gateway's telemetry): it waits on its batch's one
    * promise, not on a promise of its own, one fewer per sample (issue 17). The same order and outcome.
    */
-  write(fields: Record<string, string>): Promise<void> {
-    const { bus, stream, maxLen, entriesMax } = this.options;
-    if (entriesMax === 1) return bus.append(stream, fields, { maxLen }).then(() => undefined);
+  write(fields: T): Promise<void> {
+    const { bus, stream, maxLen, entriesMax, pack } = this.options;
+    if (entriesMax === 1 && pack === undefined) return bus.append(stream, fields as Record<string, string>, { maxLen }).then(() => undefined);
     const added = this.#add(fields);
     return added instanceof Error ? Promise.reject(added) : added.batch.written;
   }
 
   /** Puts the entry in the waiting batch (written at once when full, else at the end of the turn or the window); STORE_LIMIT beyond waitingMax. */
-  #add(fields: Record<string, string>): { batch: Batch; index: number } | SdcError {
-    const { stream, entriesMax, waitingMax } = this.options;
+  #add(fields: T): { batch: Batch; index: number } | SdcError {
+    const { stream, waitingMax } = this.options;
     const batch = this.#waiting ??= newBatch(this.#nextSeq++);
     if (batch.entries.length + this.#heldEntries >= waitingMax) return new SdcError('STORE_LIMIT', `${waitingMax} appends to ${stream} already wait for a flush`);
     const index = batch.entries.push(fields) - 1;
-    if (batch.entries.length >= entriesMax) this.#flush();
+    if (batch.entries.length >= this.#itemsPerFlushMax) this.#flush();
     else if (this.#windowMs > 0) this.#timer ??= this.options.schedule!(2 * this.#windowMs, () => this.#flush());
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
@@ -221,7 +241,15 @@ export class AppendBatcher {
       return;
     }
     batch.attempts += 1;
-    this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen }).then((ids) => batch.settle({ ids }), (error: unknown) => {
+    let entries: Array<Record<string, string>>;
+    try {
+      entries = this.#entriesOf(batch);
+    } catch (error) {
+      // Not an outage: a packing that fails (items a caller should not have written) fails again on every retry.
+      batch.settle({ error });
+      return;
+    }
+    this.options.bus.appendBatch(this.options.stream, entries, { maxLen: this.options.maxLen }).then((ids) => batch.settle({ ids }), (error: unknown) => {
       if (this.options.aborted?.() === true || this.#stopping || !isOutage(error)) batch.settle({ error });
       else {
         this.#hold(batch);
@@ -230,6 +258,13 @@ export class AppendBatcher {
         this.#logHeld(batch, error, delayMs);
       }
     });
+  }
+
+  /** The batch's entries as appended: its items, or their packing (made once, so every retry appends the same entries). */
+  #entriesOf(batch: Batch): Array<Record<string, string>> {
+    const { pack } = this.options;
+    if (pack === undefined) return batch.entries as Array<Record<string, string>>;
+    return batch.packed ??= pack(batch.entries as T[]);
   }
 
   /** Puts the batch among the held ones, in creation order (a batch written before the outage may fail after a later one). */
@@ -283,7 +318,7 @@ export class AppendBatcher {
         let ids: string[];
         batch.attempts += 1;
         try {
-          ids = await this.options.bus.appendBatch(this.options.stream, batch.entries, { maxLen: this.options.maxLen });
+          ids = await this.options.bus.appendBatch(this.options.stream, this.#entriesOf(batch), { maxLen: this.options.maxLen });
         } catch (error: unknown) {
           // Not an outage's error: it would fail every retry and stall the batches behind it.
           if (this.#stopping || this.options.aborted?.() === true || !isOutage(error)) {

@@ -1,4 +1,4 @@
-import { encodeBusEntry } from '../bus-contract/entries.js';
+import { encodeBusEntry, telemetryFramesLimits, type BusEntryData } from '../bus-contract/entries.js';
 import { encodeEnvelope } from '../../core/protocol/envelope.js';
 import type { MessageBody } from '../../core/protocol/messages/catalog.js';
 import type { DecodedMessage } from '../../core/protocol/session/codec.js';
@@ -20,8 +20,46 @@ export interface ForwardTargets {
   readonly context: GatewayContext;
   readonly router: CommandRouter;
   /** Appends to streamNames.telemetry (bounded by streamMaxLen.telemetry), batched across sessions. */
-  readonly telemetry: AppendBatcher;
+  readonly telemetry: AppendBatcher<object>;
+  /**
+   * The batcher packs TelemetryItems into telemetry_frames entries at its flush (decision 0023);
+   * false: it takes each frame's encoded `telemetry` entry, as before.
+   */
+  readonly packsTelemetry: boolean;
 }
+
+/** One telemetry frame on its way to the bus: a `telemetry` entry's value. */
+export type TelemetryItem = BusEntryData<'telemetry'>;
+
+/**
+ * A flush's telemetry frames, in order, as entries (decision 0023): runs of consecutive frames of
+ * at most `framesPerEntryMax` frames and telemetryFramesLimits.frameBytesPerEntryMax bytes of frame
+ * text each go as one telemetry_frames entry; a run of one frame, and a frame too large to share
+ * an entry, go as the `telemetry` entry it always was (an older control plane reads those). The
+ * order of the frames is kept, across entries too, so a session's frames reach the stream in order.
+ */
+export function packTelemetryFrames(items: readonly TelemetryItem[], framesPerEntryMax: number): Array<Record<string, string>> {
+  const entries: Array<Record<string, string>> = [];
+  let run: TelemetryItem[] = [];
+  let runBytes = 0;
+  const close = (): void => {
+    if (run.length === 1) entries.push(encodeBusEntry('telemetry', run[0]!));
+    else if (run.length > 1) entries.push(encodeBusEntry('telemetry_frames', { gateway_id: run[0]!.gateway_id, frames: run.map(framePart) }));
+    run = [];
+    runBytes = 0;
+  };
+  for (const item of items) {
+    const bytes = Buffer.byteLength(item.frame);
+    // One gateway per entry (every item of one batcher names the same gateway; checked, not assumed).
+    if (run.length >= framesPerEntryMax || runBytes + bytes > telemetryFramesLimits.frameBytesPerEntryMax || (run.length > 0 && run[0]!.gateway_id !== item.gateway_id)) close();
+    run.push(item);
+    runBytes += bytes;
+  }
+  close();
+  return entries;
+}
+
+const framePart = (item: TelemetryItem): BusEntryData<'telemetry_frames'>['frames'][number] => ({ device_id: item.device_id, received_at_ms: item.received_at_ms, frame: item.frame });
 
 /** What forwardMessage returns for a frame that forwards nothing: one settled promise for all. */
 const nothingToForward: Promise<void> = Promise.resolve();
@@ -38,8 +76,11 @@ export function forwardMessage(targets: ForwardTargets, session: DeviceSession, 
       return nothingToForward;
     // A batch is one entry, as its frame is one frame: the writer stores each of its samples (decision 0004, "Batches").
     case 'TELEMETRY':
-    case 'TELEMETRY_BATCH':
-      return targets.telemetry.write(encodeBusEntry('telemetry', { device_id: session.deviceId, gateway_id: targets.context.options.gatewayId, received_at_ms: nowMs, frame: frameText(message) }));
+    case 'TELEMETRY_BATCH': {
+      const item: TelemetryItem = { device_id: session.deviceId, gateway_id: targets.context.options.gatewayId, received_at_ms: nowMs, frame: frameText(message) };
+      // Packed with other sessions' frames at the flush (decision 0023), or its own entry now.
+      return targets.telemetry.write(targets.packsTelemetry ? item : encodeBusEntry('telemetry', item));
+    }
     default:
       return forwardOther(targets, session, message, nowMs);
   }

@@ -87,6 +87,15 @@ export interface GatewayCoreOptions {
    */
   telemetryBatchEntriesMax?: number;
   /**
+   * Telemetry frames per bus entry (decision 0023): above 1, the frames of one flush (the sessions'
+   * telemetry of one event-loop turn or presence window) go as telemetry_frames entries of up to
+   * this many frames (and telemetryFramesLimits' bytes), one pass of the telemetry consumer each.
+   * Needs telemetryBatchEntriesMax above 1. Default 1: one `telemetry` entry per frame, as the
+   * simulator's traces and control planes older than decision 0023 expect; `sdc serve` uses
+   * gatewayTelemetryFramesPerEntry.
+   */
+  telemetryFramesPerEntryMax?: number;
+  /**
    * The most samples per TELEMETRY_BATCH announced in AUTH_ACK to an agent that asks (0 to
    * telemetryBatchLimits.samplesPerFrameMax; 0 announces none). Default gatewayDefaults'.
    */

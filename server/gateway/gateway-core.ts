@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import { createNodeSessionKeyCrypto } from '../../runtime/session-crypto-node.js';
 import { pino } from 'pino';
 import { gatewayCommandStream, groups, revocationChannel, streamMaxLen, streamNames, type RevocationNotice } from '../bus-contract/streams.js';
+import { telemetryFramesLimits } from '../bus-contract/entries.js';
 import { deadLetterStream } from '../stores/bus/bus-port.js';
 import { pendingEntriesReadMax, type ServiceMetrics } from '../observability/metrics.js';
 import { AgentReports } from '../observability/agent-reports.js';
@@ -14,7 +15,7 @@ import { GatewayConnection, type GatewayEvent } from '../../core/protocol/sessio
 import { closeCodes } from './close-codes.js';
 import { CommandRouter, type DeliveryTarget } from './command-router.js';
 import { DeviceSession, type SessionDriver } from './device-session.js';
-import { forwardMessage, type ForwardTargets } from './forward-message.js';
+import { forwardMessage, packTelemetryFrames, type ForwardTargets, type TelemetryItem } from './forward-message.js';
 import { PolicyBundlePush } from './policy-bundle-push.js';
 import { OtaNoticePush, type NoticeTarget } from './ota-notice-push.js';
 import type { SignedPolicyBundle } from '../../core/protocol/policy-bundle-schema.js';
@@ -150,6 +151,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     commandReadBlockMs: options.commandReadBlockMs ?? gatewayDefaults.commandReadBlockMs,
     refusalsMax: options.refusalsMax ?? gatewayDefaults.refusalsMax,
     telemetryBatchEntriesMax: options.telemetryBatchEntriesMax ?? gatewayDefaults.telemetryBatchEntriesMax,
+    telemetryFramesPerEntryMax: options.telemetryFramesPerEntryMax ?? gatewayDefaults.telemetryFramesPerEntryMax,
     telemetrySamplesPerFrameMax: options.telemetrySamplesPerFrameMax ?? gatewayDefaults.telemetrySamplesPerFrameMax,
     telemetryAcks: options.telemetryAcks ?? gatewayDefaults.telemetryAcks,
     telemetryAckIntervalMs: options.telemetryAckIntervalMs ?? gatewayDefaults.telemetryAckIntervalMs,
@@ -160,7 +162,7 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
   };
   for (const name of ['heartbeatIntervalMs', 'authTimeoutMs', 'ackTimeoutMs', 'deliveryAttemptsMax', 'reportAttemptsMax', 'connectionsMax', 'pendingDeliveriesPerDeviceMax',
     'pendingDeliveriesMax', 'aliveRefreshIntervalMs', 'peerCheckIntervalMs', 'commandReadBlockMs', 'sessionRecheckIntervalMs', 'telemetryBatchEntriesMax',
-    'telemetryAckIntervalMs'] as const) {
+    'telemetryAckIntervalMs', 'telemetryFramesPerEntryMax'] as const) {
     const value = resolved[name];
     if (!Number.isSafeInteger(value) || value < 1) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `${name} must be a positive integer`);
   }
@@ -171,6 +173,12 @@ export function resolveGatewayOptions(options: GatewayCoreOptions): ResolvedGate
     throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetrySamplesPerFrameMax must be an integer from 0 to ${telemetryBatchLimits.samplesPerFrameMax}`);
   }
   if (resolved.telemetryBatchEntriesMax > busLimits.batchEntriesMax) throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetryBatchEntriesMax is at most ${busLimits.batchEntriesMax}`);
+  if (resolved.telemetryFramesPerEntryMax > telemetryFramesLimits.framesPerEntryMax) {
+    throw new SdcError('GATEWAY_INVALID_ARGUMENT', `telemetryFramesPerEntryMax is at most ${telemetryFramesLimits.framesPerEntryMax}`);
+  }
+  if (resolved.telemetryFramesPerEntryMax > 1 && resolved.telemetryBatchEntriesMax === 1) {
+    throw new SdcError('GATEWAY_INVALID_ARGUMENT', 'telemetryFramesPerEntryMax above 1 needs telemetryBatchEntriesMax above 1 (frames are joined at a batch\'s flush)');
+  }
   // Below the heartbeat/4 refresh spacing, so a refresh never waits past the next one's turn.
   const { presenceRefreshWindowMs } = resolved;
   if (!Number.isSafeInteger(presenceRefreshWindowMs) || presenceRefreshWindowMs < 0 || presenceRefreshWindowMs >= heartbeatIntervalMs / 4) {
@@ -206,7 +214,8 @@ class Gateway implements GatewayCore {
   readonly #presenceRefresh: PresenceRefreshWindow;
   readonly #router: CommandRouter;
   readonly #peers: PeerWatch;
-  readonly #telemetry: AppendBatcher;
+  /** Encoded `telemetry` entries, or with telemetryFramesPerEntryMax above 1 TelemetryItems packed at the flush (ForwardTargets.packsTelemetry). */
+  readonly #telemetry: AppendBatcher<object>;
   /** Frames forwarded after a failed presence refresh since the last log line of them (#refreshFailed). */
   #refreshFailures = 0;
   /** When that line was last logged (the gateway's clock); undefined: never. */
@@ -280,14 +289,18 @@ class Gateway implements GatewayCore {
     this.#otaNotices = new OtaNoticePush({ context: this.#context, targetOf: (deviceId) => this.#noticeTarget(deviceId) });
     options.metrics?.addCollector(() => this.#collectGauges(options.metrics!));
     this.#telemetrySamples = options.metrics?.telemetrySamples.labels({ role: 'gateway' });
-    this.#telemetry = new AppendBatcher({
+    // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
+    const telemetryWaitingMax = Math.max(options.connectionsMax, busLimits.batchEntriesMax);
+    const framesPerEntryMax = options.telemetryFramesPerEntryMax;
+    this.#telemetry = new AppendBatcher<object>({
       bus: options.stores.bus, stream: streamNames.telemetry, maxLen: streamMaxLen.telemetry, entriesMax: options.telemetryBatchEntriesMax,
-      // Each session queues at most sessionTasksMax tasks, so this only bounds a bug.
-      waitingMax: Math.max(options.connectionsMax, busLimits.batchEntriesMax),
+      waitingMax: telemetryWaitingMax,
+      // Frames of many sessions in one entry (decision 0023): a flush of up to batchEntriesMax frames packs into at most as many entries, one appendBatch.
+      ...(framesPerEntryMax > 1 ? { pack: (items: readonly object[]) => packTelemetryFrames(items as readonly TelemetryItem[], framesPerEntryMax), itemsPerFlushMax: busLimits.batchEntriesMax } : {}),
       windowMs: options.presenceRefreshWindowMs, schedule: (delayMs, run) => this.#context.schedule(delayMs, run),
       cancel: (timer) => options.scheduler.cancel(timer), aborted: () => this.#aborted, logger: options.logger,
     });
-    this.#forwardTargets = { context: this.#context, router: this.#router, telemetry: this.#telemetry };
+    this.#forwardTargets = { context: this.#context, router: this.#router, telemetry: this.#telemetry, packsTelemetry: framesPerEntryMax > 1 };
     this.#recheckGate = new WindowGate({
       windowMs: options.presenceRefreshWindowMs, waitingMax: options.connectionsMax,
       schedule: (delayMs, run) => this.#context.schedule(delayMs, run), cancel: (timer) => options.scheduler.cancel(timer),

@@ -30,6 +30,8 @@ export const gatewayDefaults = Object.freeze({
   refusalsMax: 8,
   /** One append per telemetry sample, as the simulator's traces expect; `sdc serve` batches more. */
   telemetryBatchEntriesMax: 1,
+  /** One telemetry frame per bus entry (decision 0023), as the simulator's traces expect; `sdc serve` puts more in one. */
+  telemetryFramesPerEntryMax: 1,
   /**
    * Samples per TELEMETRY_BATCH announced to an agent that asks (decision 0004, "Batches"): the
    * protocol's bound. Only agents configured to batch ask, so a fleet that does not sees no change.

@@ -212,6 +212,8 @@ export class UpdateRunner {
   readonly #urlRenewals = new Map<string, number>();
   /** The pending re-send of the current execution's reports (options.reportResend), and how many it had. */
   #resend: { readonly executionId: string; count: number; timer: TimerHandle | undefined } | undefined;
+  /** The journal's load failure at recover: while set, nothing is journaled and no execution is taken. */
+  #journalFailure: SdcError | undefined;
 
   constructor(options: UpdateRunnerOptions) {
     this.#o = options;
@@ -229,13 +231,33 @@ export class UpdateRunner {
     return { ...this.#noticeCounts };
   }
 
-  /** After a restart: loads the journal and finishes or rolls back what a crash interrupted. */
+  /**
+   * After a restart: loads the journal and finishes or rolls back what a crash interrupted. A
+   * journal that does not load (AGENT_OTA_JOURNAL_CORRUPT, rethrown) leaves the runner refusing
+   * every new execution (AGENT_OTA_JOURNAL_UNUSABLE, reported `refuse`) and writing nothing, so
+   * the file, the execution it held and the anti-rollback floor stay for an operator to repair
+   * (docs/ota.md); before, the runner went on with no execution and a floor of 0, and its next
+   * save overwrote the journal (review h1 (OTA), finding 1).
+   */
   async recover(): Promise<void> {
-    this.#state = await this.#o.journal.load();
+    try {
+      this.#state = await this.#o.journal.load();
+      this.#journalFailure = undefined;
+    } catch (error) {
+      this.#journalFailure = SdcError.is(error) ? error : new SdcError('AGENT_OTA_JOURNAL_CORRUPT', `OTA journal does not load: ${String((error as Error)?.message ?? error)}`);
+      this.#state = { current: null, installedReleaseCounter: this.#state.installedReleaseCounter };
+      this.#o.logger.error({ code: this.#journalFailure.code, details: this.#journalFailure.details }, `OTA journal not loaded; no update is taken until it is repaired or removed: ${this.#journalFailure.message}`);
+      throw this.#journalFailure;
+    }
     const entry = this.#state.current;
     if (entry === null || isTerminal(executionTable, entry.state)) return;
     if (entry.intent !== null) await this.#settleIntent(entry);
     this.#kick();
+  }
+
+  /** Why the journal did not load at recover (AGENT_OTA_JOURNAL_CORRUPT), or undefined: while set, no execution is taken. */
+  get journalFailure(): SdcError | undefined {
+    return this.#journalFailure;
   }
 
   /** Resolves when no step is running (tests). */
@@ -361,6 +383,12 @@ export class UpdateRunner {
   }
 
   async #takeNotice(notice: Notice): Promise<void> {
+    if (this.#journalFailure !== undefined) {
+      // The director's check first, as for any new execution: a made-up notice costs no report.
+      if (notice.cancel || this.#authenticNewExecution(notice) === undefined) return;
+      this.#refuseUnjournaled(notice, new SdcError('AGENT_OTA_JOURNAL_UNUSABLE', `this device's OTA journal did not load (${String(this.#journalFailure.details?.['cause'] ?? this.#journalFailure.code)}): it takes no update until an operator repairs or removes ota/journal.json`));
+      return;
+    }
     const entry = this.#state.current;
     if (entry !== null && entry.executionId === notice.execution_id) {
       // The same execution again (after an AUTH, a new nonce, or a cancel): take what is new, send our reports again.
@@ -841,6 +869,8 @@ export class UpdateRunner {
   }
 
   async #save(entry: UpdateJournalEntry): Promise<void> {
+    // Never over a journal that did not load (#takeNotice takes nothing then; this is the last guard).
+    if (this.#journalFailure !== undefined) throw this.#journalFailure;
     this.#state = { ...this.#state, current: entry };
     await this.#o.journal.save(this.#state);
   }

@@ -249,6 +249,7 @@ export class UpdateRunner {
       this.#o.logger.error({ code: this.#journalFailure.code, details: this.#journalFailure.details }, `OTA journal not loaded; no update is taken until it is repaired or removed: ${this.#journalFailure.message}`);
       throw this.#journalFailure;
     }
+    if (this.#state.current?.state === 'rebooting') await this.#rebooted(this.#state.current);
     const entry = this.#state.current;
     if (entry === null || isTerminal(executionTable, entry.state)) return;
     if (entry.intent !== null) await this.#settleIntent(entry);
@@ -590,7 +591,7 @@ export class UpdateRunner {
       case 'reboot': {
         await this.#move(entry, 'rebooting', 'reboot');
         await (this.#o.reboot?.() ?? Promise.resolve());
-        await this.#move(this.#state.current!, 'health_checking', 'rebooted');
+        await this.#rebooted(this.#state.current!);
         return true;
       }
       case 'health_check': await this.#move(entry, 'health_checking', 'health_check_start'); return true;
@@ -808,6 +809,18 @@ export class UpdateRunner {
     const { kernel } = this.#o;
     const fallback = kernel.confirmUpdate !== undefined && (await kernel.getStatus()).currentVersion !== '';
     return fallback ? { sha256, watchdogMs: this.#o.commitWatchdogMs ?? updateRunnerDefaults.commitWatchdogMs } : { sha256 };
+  }
+
+  /**
+   * The reboot step's second half: 'rebooting' is journaled before the reboot and 'health_checking'
+   * after it, so a journal read back at 'rebooting' is a reboot that happened (the process that
+   * rebooted is the one that stopped; a real reboot ends it there every time). The state table has
+   * no step for the device in 'rebooting' (core/ota/execution-decisions.ts), and the runner stayed
+   * there for good (review h1 (OTA), finding 3): now it goes on to the health check, as after a
+   * reboot that returned.
+   */
+  async #rebooted(entry: UpdateJournalEntry): Promise<void> {
+    await this.#move(entry, 'health_checking', 'rebooted');
   }
 
   /** After a crash during a kernel call: the kernel's status says whether the call happened. */

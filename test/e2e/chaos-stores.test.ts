@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MidStartLossFacts, StartOutageFacts } from '../../cli/commands/chaos-real/start-outage.js';
+import { databaseExists, keysUnder } from '../../server/stores/leftovers-test-support.js';
 import { assertLinkRunHeld, chaosRun, linkFaultForm, startFaultForm } from './support/chaos-run-driver.js';
 
 // `sdc chaos run`'s store faults in a short form (issue 11), with Redis and MySQL behind the fault
@@ -28,6 +29,14 @@ describe('sdc chaos run: store faults', { concurrency: 3 }, () => {
       assert.deepEqual(reports.map((r) => r.chaos_run), [`${store}-cut`]);
       assert.equal(reports[0]!.stores, 'redis+mysql');
       assertLinkRunHeld(reports[0]!, { cutsSessions: false });
+      // A run that passes removes its Redis keys and drops its database, its store cut notwithstanding
+      // (a run of its own in chaos-run-leftovers.test.ts until 6 December, which keeps the thrown,
+      // --keep-stores and Ctrl-C cases).
+      const { redis_key_prefix: prefix, mysql_database: database, kept } = reports[0]!.run_stores;
+      assert.equal(kept, false);
+      assert.ok(prefix !== null && database !== null, JSON.stringify(reports[0]!.run_stores));
+      assert.deepEqual(await keysUnder(redisUrl!, prefix), []);
+      assert.equal(await databaseExists(mysqlUrl!, database), false);
     });
   }
 

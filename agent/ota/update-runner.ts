@@ -648,9 +648,17 @@ export class UpdateRunner {
         const outcome = await this.#downloadPresigned(entry, url, download, entry.approved.file);
         if (outcome !== 'done') return outcome === 'canceled';
       } else {
-        const path = (entry.notice.director.signed as { targets?: Array<{ path?: string }> }).targets?.[0]?.path ?? '';
+        // The director's target, its signature checked again, not looked up afresh in the notice.
+        const target = this.#directorTarget(entry);
         // The TUF client checks the length and every listed hash before the file is written.
-        await runTufWorkflow((await this.#updater()).downloadTarget(path), this.#tufIo());
+        const { fileName } = await runTufWorkflow((await this.#updater()).downloadTarget(target.path), this.#tufIo());
+        // And the file as kept is checked against the director's target, as the presigned route's
+        // is (review h1 (OTA), finding 7): what the kernel stages is the approved bytes, whichever
+        // way they came and however the TUF route writes them.
+        if (!(await this.#targetsFileMatches(fileName, target))) {
+          await this.#o.source.targets.delete(fileName);
+          throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the artifact does not have every hash the signed target lists (${Object.keys(target.hashes).join(', ')})`);
+        }
       }
       // A refused URL rides on the step's report (its error, though the step succeeded), so the
       // control plane keeps its code on the execution and in the audit: a gateway that rewrites
@@ -737,6 +745,14 @@ export class UpdateRunner {
       throw new SdcError('OTA_DOWNLOAD_DIGEST_MISMATCH', `the artifact does not have every hash the signed target lists (${Object.keys(target.hashes).join(', ')})`);
     }
     return 'done';
+  }
+
+  /** Whether the TUF route's file has the target's length and every hash: through the staging store when there is one, else the targets store. */
+  async #targetsFileMatches(fileName: string, target: DirectorTarget): Promise<boolean> {
+    const { source } = this.#o;
+    if (source.staging !== undefined) return fileMatches(source.staging, join(source.targetsDir, fileName), target);
+    const bytes = await source.targets.read(fileName);
+    return bytes !== undefined && fileMatches(oneChunkStaging(bytes), fileName, target);
   }
 
   /** Asks the control plane for a new artifact URL (counted against urlRenewalsMax); the next notice resumes the download. */
@@ -1054,6 +1070,11 @@ function errorOf(error: unknown): { code: string; message: string } {
 function hexToBytes(hex: string): Uint8Array {
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new SdcError('OTA_TARGET_MISMATCH', 'the STAGE command names no SHA-256');
   return Uint8Array.from(hex.match(/../g)!.map((byte) => parseInt(byte, 16)));
+}
+
+/** The bytes read from a targets store, as the one chunk of a staging store's file (fileMatches reads only chunks). */
+function oneChunkStaging(bytes: Uint8Array): StagingStore {
+  return { chunks: async () => (async function* () { yield bytes; })() } as unknown as StagingStore;
 }
 
 /** Whether `file` exists with exactly the target's length and every listed hash (sha224..sha512). */

@@ -861,16 +861,23 @@ export class UpdateRunner {
     if (nonce === undefined || entry.approved === null) return false;
     const { version, releaseCounter } = entry.approved;
     let healthy: boolean;
+    // The kernel runs another image than the committed target: its watchdog restored the previous one.
+    let restored = false;
     try {
       const status = await this.#o.kernel.getStatus();
-      healthy = status.currentVersion === version && (await (this.#o.healthProbe?.({ version }) ?? Promise.resolve(true)));
+      restored = status.currentVersion !== version;
+      healthy = !restored && (await (this.#o.healthProbe?.({ version }) ?? Promise.resolve(true)));
       // Healthy: disarm the kernel's commit watchdog. Too late (it rolled back) throws, and counts as unhealthy.
       if (healthy && status.watchdogArmed) await this.#o.kernel.confirmUpdate?.(version);
     } catch (error) {
       this.#o.logger.warn({ err: error, executionId: entry.executionId }, 'health check failed to run');
       healthy = false;
     }
-    const report = this.#report(entry.executionId, 'version_report', { nonce, release_counter: healthy ? releaseCounter : releaseCounter, healthy });
+    // The release the device runs: the target, or, restored by the watchdog, the one before it (the
+    // floor, not raised before a healthy check; the control plane's previous counter is the same
+    // highest release that succeeded), so the control plane records watchdog_rollback rather than
+    // health_check_fail (core/ota/execution-decisions.ts reportEvent; review h1 (OTA), finding 9).
+    const report = this.#report(entry.executionId, 'version_report', { nonce, release_counter: restored ? this.#state.installedReleaseCounter : releaseCounter, healthy });
     if (healthy) {
       this.#state = { ...this.#state, installedReleaseCounter: Math.max(this.#state.installedReleaseCounter, releaseCounter) };
       await this.#save({ ...entry, state: 'succeeded', reports: appendReport(entry.reports, report) });

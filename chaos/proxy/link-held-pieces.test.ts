@@ -105,4 +105,55 @@ describe('held pieces count against the held-bytes limit', () => {
     assert.equal(source.paused, false);
     link.dispose();
   });
+
+  // Review h13: a slicer that holds the limit itself while stopped kept the link "full" at the
+  // drain, and stages were resumed only when the reading socket went from paused to not paused.
+  /** Reads of 4 KiB until the link pauses; returns everything sent, in order. */
+  function fillUntilPaused(source: FakeSource): Buffer {
+    const reads: Buffer[] = [];
+    for (let i = 0; !source.paused; i++) {
+      const read = Buffer.alloc(4096, i & 0xff);
+      read.writeUInt32BE(i, 0);
+      reads.push(read);
+      source.emit('data', read);
+    }
+    return Buffer.concat(reads);
+  }
+
+  it('latency that releases into a slicer while the writing socket is full: the slicer, holding the limit itself, goes on at the drain', () => {
+    const { source, sink, time, link } = makeLink([
+      toxic('lat', 'latency', { latency: 1000, jitter: 0 }),
+      toxic('cut', 'slicer', { average_size: 4, size_variation: 0, delay: 0 }),
+    ]);
+    const sent = fillUntilPaused(source);
+    sink.writableNeedDrain = true;
+    time.advance(2000);
+    assert.equal(sink.writes.length, 0, 'nothing is cut while the socket is full');
+    assert.equal(link.stats().heldBytes, sent.length, 'the slicer holds it all');
+    sink.writableNeedDrain = false;
+    sink.emit('drain');
+    assert.ok(Buffer.concat(sink.writes).equals(sent), 'every byte arrives, in order');
+    assert.equal(link.stats().heldBytes, 0);
+    assert.equal(source.paused, false);
+    link.dispose();
+  });
+
+  it('latency in front of a slicer removed while the writing socket is full: the slicer goes on at the drain', () => {
+    const { source, sink, link } = makeLink([
+      toxic('lat', 'latency', { latency: 600_000, jitter: 0 }),
+      toxic('cut', 'slicer', { average_size: 4, size_variation: 0, delay: 0 }),
+    ]);
+    const sent = fillUntilPaused(source);
+    sink.writableNeedDrain = true;
+    link.removeToxic('lat');
+    assert.equal(sink.writes.length, 0, 'nothing is cut while the socket is full');
+    assert.equal(link.stats().heldBytes, sent.length, 'the slicer holds it all');
+    assert.equal(source.paused, true);
+    sink.writableNeedDrain = false;
+    sink.emit('drain');
+    assert.ok(Buffer.concat(sink.writes).equals(sent), 'every byte arrives, in order');
+    assert.equal(link.stats().heldBytes, 0);
+    assert.equal(source.paused, false);
+    link.dispose();
+  });
 });

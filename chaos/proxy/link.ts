@@ -66,6 +66,13 @@ export interface LinkStats {
  */
 export class Link {
   readonly #slots: Slot[] = [];
+  /**
+   * Stages that asked outputHasRoom and were told no: each is resumed once its own output has
+   * room, whether or not the reading socket's pause changes then. A stopped slicer may itself
+   * hold the limit (latency released into it while the socket was full), so the link stays
+   * "full" until that stage goes on (review h13).
+   */
+  readonly #waiting = new Set<Slot>();
   #paused = false;
   #bytesIn = 0;
   #bytesOut = 0;
@@ -104,6 +111,7 @@ export class Link {
     const index = this.#slots.findIndex((s) => s.toxic.name === name);
     if (index < 0) return;
     const [slot] = this.#slots.splice(index, 1);
+    this.#waiting.delete(slot!);
     this.#passOn(index, slot!.stage.release());
   }
 
@@ -112,6 +120,7 @@ export class Link {
     const index = this.#slots.findIndex((s) => s.toxic.name === toxic.name);
     if (index < 0) return;
     const old = this.#slots[index]!;
+    this.#waiting.delete(old);
     this.#slots[index] = this.#createSlot(toxic);
     this.#passOn(index, old.stage.release());
   }
@@ -138,7 +147,9 @@ export class Link {
       heldChanged: () => this.#checkPressure(),
       outputHasRoom: () => {
         const index = this.#slots.indexOf(slot as Slot);
-        return index < 0 || !this.#fullAfter(index);
+        if (index < 0 || !this.#fullAfter(index)) return true;
+        this.#waiting.add(slot as Slot);
+        return false;
       },
       closeConnection: (how) => (how === 'reset' ? this.options.onResetRequested() : this.#closeAfter(slot)),
     };
@@ -196,15 +207,27 @@ export class Link {
   }
 
   #checkPressure(): void {
+    this.#resumeWaiting();
     const full = this.#fullAfter(-1);
     if (full === this.#paused) return;
     this.#paused = full;
-    if (full) {
-      this.options.source.pause();
-      return;
+    if (full) this.options.source.pause();
+    else this.options.source.resume();
+  }
+
+  /**
+   * Resumes each stopped stage whose output has room now, the last in the chain first, so room
+   * made at the end is taken from the back. A stage leaves the set before its resume: if it stops
+   * again it joins again, and it is resumed only after its output changes, so this does not loop
+   * (a resume's own heldChanged re-enters #checkPressure and finds nothing more to do).
+   */
+  #resumeWaiting(): void {
+    if (this.#waiting.size === 0) return;
+    for (let i = this.#slots.length - 1; i >= 0; i--) {
+      const slot = this.#slots[i]!;
+      if (!this.#waiting.has(slot) || this.#fullAfter(i)) continue;
+      this.#waiting.delete(slot);
+      slot.stage.resume?.();
     }
-    this.options.source.resume();
-    // A stage that stopped because its output was full goes on (outputHasRoom is true for all now).
-    for (const slot of [...this.#slots]) slot.stage.resume?.();
   }
 }

@@ -1,5 +1,6 @@
 import { html, nothing } from 'lit';
 import type { ApiClient, ApiError, Role } from '../api.js';
+import { DeadLetterLoads } from '../dead-letter-loads.js';
 import { formatTime } from '../format.js';
 import { roleAtLeast } from '../roles.js';
 import { asApiError, errorLine } from './error-line.js';
@@ -51,17 +52,23 @@ export class SdcDeadLetters extends LightElement {
     if (changed.has('deviceId') || changed.has('api')) void this.load();
   }
 
-  async load(): Promise<void> {
-    const device = this.deviceId === undefined ? '' : `&device_id=${encodeURIComponent(this.deviceId)}`;
-    try {
-      const page = await this.api.get<{ items: DeadLetterRow[] }>(`/v1/dead-letters?limit=${deadLetterViewLimits.pageSize}${device}`);
+  /** Reads overlap (on showing, a filter change, after a retry or discard): only the newest one's answer is shown (viewer/dead-letter-loads.ts). */
+  readonly #loads = new DeadLetterLoads<{ items: DeadLetterRow[] }>({
+    read: () => {
+      const device = this.deviceId === undefined ? '' : `&device_id=${encodeURIComponent(this.deviceId)}`;
+      return this.api.get<{ items: DeadLetterRow[] }>(`/v1/dead-letters?limit=${deadLetterViewLimits.pageSize}${device}`);
+    },
+    apply: (page) => {
       this.rows = page.items;
       const listed = new Set(page.items.map((r) => r.command_id));
       this.selected = new Set([...this.selected].filter((id) => listed.has(id)));
       this.error = undefined;
-    } catch (error) {
-      this.error = asApiError(error);
-    }
+    },
+    fail: (error) => { this.error = asApiError(error); },
+  });
+
+  async load(): Promise<void> {
+    await this.#loads.load();
   }
 
   #toggle(id: string, on: boolean): void {

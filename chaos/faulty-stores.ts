@@ -31,6 +31,7 @@ export function faultyBus(inner: StreamBus, down: () => boolean): StreamBus {
     async pending(stream, group, opts) { guard(); return inner.pending(stream, group, opts); },
     async claim(stream, group, consumer, opts) { guard(); return inner.claim(stream, group, consumer, opts); },
     async deadLetter(stream, group, id, reason) { guard(); return inner.deadLetter(stream, group, id, reason); },
+    deadMaxLen: inner.deadMaxLen,
     async length(stream) { guard(); return inner.length(stream); },
     async range(stream, opts) { guard(); return inner.range(stream, opts); },
     async remove(stream, ids) { guard(); return inner.remove(stream, ids); },

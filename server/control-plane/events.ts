@@ -62,9 +62,6 @@ function deviceIdOfMalformed(entry: BusEntry): string | undefined {
  */
 const alertsOwedEntriesMax = 1024;
 
-/** The dead-letter stream's bound when a frame of a telemetry_frames entry is dead-lettered alone: the bus adapters' default deadMaxLen. */
-const frameDeadLettersMaxLen = 10_000;
-
 /** The compliance service's read that rides with the presence handler's (ComplianceService.reportAndEpisodeOf). */
 export interface PresenceComplianceReads {
   reportAndEpisodeOf(deviceId: string, episodeKey: string): Promise<{ report: DeviceReportRead; episode: OpenEpisode | undefined }>;
@@ -458,10 +455,11 @@ export class EventHandlers {
   async #deadLetterFrame(entry: BusEntry, item: BusEntryData<'telemetry'>, error: SdcError): Promise<void> {
     const reason = `${error.code}: ${error.message}`.slice(0, 512);
     this.#ctx.logger.warn({ stream: streamNames.telemetry, entryId: entry.id, device_id: item.device_id, reason }, 'telemetry frame dead-lettered; the other frames of its entry were stored');
+    // Bounded as the bus's own deadLetter bounds it (StreamBus.deadMaxLen), so these appends never trim it shorter.
     await this.#ctx.bus.append(deadLetterStream(streamNames.telemetry), {
       ...encodeBusEntry('telemetry', item),
       [deadFields.reason]: reason, [deadFields.sourceId]: entry.id, [deadFields.group]: groups.telemetry, [deadFields.deliveryCount]: String(entry.deliveryCount),
-    }, { maxLen: frameDeadLettersMaxLen });
+    }, { maxLen: this.#ctx.bus.deadMaxLen });
   }
 
   /** The frame's samples scored and stored (handleTelemetry); throws what refuses them, called where a throw becomes the entry's rejection. */

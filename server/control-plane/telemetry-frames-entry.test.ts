@@ -192,6 +192,26 @@ function suite(pair: StorePair): void {
       const rows = await stored();
       assert.ok(rows.includes(`dev-frames-a ${nowMs}`) && rows.includes(`dev-frames-b ${nowMs + 1}`));
     });
+
+    it('bounds a frame\'s dead letter by the bus\'s own deadMaxLen, not 10,000 (review h13, item 4)', async () => {
+      // A bus keeping 10,001 dead letters, holding 10,000 already: two frames dead-lettered leave 10,001 (a fixed 10,000 trimmed it to 10,000).
+      const bus = new MemoryStreamBus({ clock: systemClock, scheduler: systemScheduler, deadMaxLen: 10_001 });
+      const own = await makeHarness(pair.sql, { ...(pair.kv === undefined ? {} : { kv: pair.kv }), wrapBus: () => bus });
+      try {
+        const dead = deadLetterStream(streamNames.telemetry);
+        let lastFillerId = '';
+        for (let i = 0; i < 10_000; i += 1) lastFillerId = await bus.append(dead, { kind: 'filler', n: String(i) });
+        const nowMs = own.clock.nowMs();
+        const frames = ['dev-frames-gone-1', 'dev-frames-gone-2'].map((deviceId, i) => ({ device_id: deviceId, received_at_ms: nowMs, frame: frameOf(deviceId, nowMs + i, 1) }));
+        await own.cp.events.handleTelemetry({ id: '79-0', fields: encodeBusEntry('telemetry_frames', { gateway_id: 'gw-1', frames }), deliveryCount: 1 });
+        assert.equal(await bus.length(dead), 10_001);
+        const newest = (await bus.range(dead, { afterId: lastFillerId, count: 10 })).map((e) => e.fields[deadFields.sourceId]);
+        assert.deepEqual(newest, ['79-0', '79-0']);
+      } finally {
+        await own.close();
+        await bus.close();
+      }
+    });
   });
 }
 

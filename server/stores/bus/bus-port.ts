@@ -115,6 +115,12 @@ export interface StreamBus {
    * delivery count) and acks it. Returns the dead entry's id, or null if `id` was not pending.
    */
   deadLetter(stream: string, group: string, id: string, reason: string): Promise<string | null>;
+  /**
+   * The length deadLetter keeps each `<stream>:dead` to (the adapter's option, default 10,000):
+   * a caller that appends a dead letter itself (one frame of a telemetry_frames entry,
+   * server/control-plane/events.ts) bounds it the same, rather than trimming it shorter.
+   */
+  readonly deadMaxLen: number;
   length(stream: string): Promise<number>;
   /**
    * Entries the stream trimmed before `group` read them (TrimmedUnread); STORE_NO_GROUP if the

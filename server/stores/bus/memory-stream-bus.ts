@@ -125,7 +125,8 @@ export class MemoryStreamBus implements StreamBus {
   private readonly entriesPerStreamMax: number;
   private readonly pendingPerGroupMax: number;
   private readonly waitersMax: number;
-  private readonly deadMaxLen: number;
+  /** StreamBus.deadMaxLen. */
+  readonly deadMaxLen: number;
 
   constructor(options: MemoryStreamBusOptions) {
     this.clock = options.clock;

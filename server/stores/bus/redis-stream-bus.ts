@@ -170,7 +170,8 @@ export class RedisStreamBus implements StreamBus {
   private readonly busyBlockingClients = new Set<Redis>();
   private readonly keyPrefix: string;
   private readonly blockingConnectionsMax: number;
-  private readonly deadMaxLen: number;
+  /** StreamBus.deadMaxLen. */
+  readonly deadMaxLen: number;
   private closed = false;
 
   constructor(options: RedisStreamBusOptions) {

@@ -417,7 +417,9 @@ export class EventHandlers {
    * entry it would have been, once the others are stored (a retry of that dead letter takes the
    * one-frame path). Any other failure (a store outage) fails the entry, which is retried whole:
    * its rows stored already are skipped (decision 0012), and a dead letter written already may be
-   * written once more (kept twice, never lost). Frames of one device in one entry (a gateway
+   * written once more (kept twice, never lost). So a local failure of one frame holds every device
+   * of the entry until the entry's retries and deliveries run out (then it is dead-lettered whole):
+   * a trade-off kept, decision 0023 "A trade-off kept". Frames of one device in one entry (a gateway
    * forwards a session's next frame only after its previous one's append, so this is rare) are
    * handled one after another, as separate entries would be; the others together.
    */

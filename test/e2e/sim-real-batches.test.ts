@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { decodeBusEntry } from '../../server/bus-contract/entries.js';
 import { streamNames } from '../../server/bus-contract/streams.js';
 import { builtinScenarioPath, loadScenario } from '../../sim/scenario.js';
 import { runRealSimulation } from '../../sim/real/run-real.js';
@@ -7,7 +8,7 @@ import { realWaitMs, withSimRealDeployment } from './support/sim-real-deployment
 
 /**
  * `sdc sim --real` with a scenario that batches telemetry (issue 17): the worker agents ask for
- * batches at AUTH, the real gateway forwards each TELEMETRY_BATCH as one bus entry and the real
+ * batches at AUTH, the real gateway forwards each TELEMETRY_BATCH as one frame (alone or in a telemetry_frames entry) and the real
  * writer stores its samples as rows. The run counts telemetry as the in-process full tier does
  * (frames and samples as they leave the agents, rows stored, buffered at the end), and those
  * counts agree with what the deployment's bus and SQL hold for the run's devices.
@@ -41,10 +42,17 @@ test('--real with telemetry batches: TELEMETRY_BATCH frames reach the real gatew
     // Batches fill as samples come: at the end each agent holds fewer than a batch.
     assert.ok(counts.telemetry_samples_buffered_end! >= 0 && counts.telemetry_samples_buffered_end! <= 4 * 2, JSON.stringify(counts));
 
-    // The real gateway forwarded each frame as one bus entry, batches as TELEMETRY_BATCH.
+    // The real gateway forwarded every frame, batches as TELEMETRY_BATCH: alone as a `telemetry`
+    // entry, or with other devices' frames in a `telemetry_frames` entry (decision 0023).
     const entries = await deployment.stores.bus.range(streamNames.telemetry, { count: 10_000 });
-    const ours = entries.filter((e) => (JSON.parse(e.fields.data!) as { device_id: string }).device_id.startsWith('simr-17-'));
-    const types = ours.map((e) => (JSON.parse(e.fields.frame!) as { type: string }).type);
+    const forwarded = entries.flatMap((e) => {
+      const entry = decodeBusEntry(e.fields);
+      if (entry.kind === 'telemetry') return [entry.data];
+      if (entry.kind === 'telemetry_frames') return entry.data.frames;
+      return [];
+    });
+    const ours = forwarded.filter((f) => f.device_id.startsWith('simr-17-'));
+    const types = ours.map((f) => (JSON.parse(f.frame) as { type: string }).type);
     assert.equal(types.length, frames);
     assert.equal(types.filter((t) => t === 'TELEMETRY_BATCH').length, batches);
     assert.equal(types.filter((t) => t === 'TELEMETRY').length, frames - batches);

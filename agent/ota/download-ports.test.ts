@@ -5,6 +5,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import type { ArtifactFetcher, ArtifactResponse } from './download-ports.js';
 import { MemoryStagingStore } from './memory-staging-store.js';
+import { onVirtualTime } from './testing/on-virtual-time.js';
 import { downloadResumable } from './resumable-download.js';
 
 // The resumable downloader on its ports with no socket and no file (what the simulator's devices
@@ -55,16 +56,6 @@ function memoryServer(time: VirtualTime, bytes: Uint8Array, cutAfter: number, be
   };
 }
 
-/** Runs the download to its end on virtual time (each timer, then the promise work it started). */
-async function onVirtualTime<T>(time: VirtualTime, work: Promise<T>): Promise<T> {
-  let settled = false;
-  void work.finally(() => { settled = true; }).catch(() => undefined);
-  for (let rounds = 0; !settled && rounds < 100_000; rounds += 1) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (!settled) await time.runUntil(time.nowMs() + 1, async () => undefined);
-  }
-  return work;
-}
 
 const artifact = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) & 0xff);
 

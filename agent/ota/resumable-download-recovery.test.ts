@@ -5,6 +5,7 @@ import { SdcError } from '../../core/errors/index.js';
 import { VirtualTime } from '../../core/time/virtual-time.js';
 import type { ArtifactFetcher, ArtifactResponse } from './download-ports.js';
 import { MemoryStagingStore } from './memory-staging-store.js';
+import { onVirtualTime } from './testing/on-virtual-time.js';
 import { downloadResumable, type ResumableDownloadOptions } from './resumable-download.js';
 
 // What the downloader does with answers that do not fit the partial it holds (review h1 of the
@@ -51,16 +52,6 @@ function scripted(script: (range: string | undefined, index: number) => Answer):
   };
 }
 
-/** Runs the download to its end on virtual time (each timer, then the promise work it started). */
-async function onVirtualTime<T>(time: VirtualTime, work: Promise<T>): Promise<T> {
-  let settled = false;
-  void work.finally(() => { settled = true; }).catch(() => undefined);
-  for (let rounds = 0; !settled && rounds < 100_000; rounds += 1) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (!settled) await time.runUntil(time.nowMs() + 1, async () => undefined);
-  }
-  return work;
-}
 
 function optionsFor(time: VirtualTime, fetcher: ArtifactFetcher, staging: MemoryStagingStore, attemptsWithoutProgressMax = 5): ResumableDownloadOptions {
   return {

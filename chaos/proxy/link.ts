@@ -16,7 +16,7 @@ export const toxicityScale = 1_000_000;
 export const heldPieceOverheadBytes = 128;
 
 /** What a stage holds, as counted against toxicHeldBytesMax: its bytes plus heldPieceOverheadBytes per piece. */
-export function heldCostBytes(stage: { readonly heldBytes: number; readonly heldPieces: number }): number {
+function heldCostBytes(stage: { readonly heldBytes: number; readonly heldPieces: number }): number {
   return stage.heldBytes + stage.heldPieces * heldPieceOverheadBytes;
 }
 

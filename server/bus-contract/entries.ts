@@ -31,6 +31,14 @@ const SignedFrameText = Type.String({ maxLength: signedFrameTextLengthMax });
 /** Device clock minus the gateway's, measured at AUTH (core/protocol/clock-offset.ts); any size a device's AUTH can show. */
 const ClockOffsetMs = Type.Integer({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
 
+/**
+ * Bounds of a telemetry_frames entry (decision 0023): frames per entry (the schema's maxItems) and
+ * UTF-8 bytes of its `frames` field, the bus's bound on one field (busLimits.fieldBytesMax, 64 KiB).
+ * A frame that does not fit an entry alone (its bytes above the field bound) goes as a `telemetry`
+ * entry of its own, as every frame did before.
+ */
+export const telemetryFramesLimits = Object.freeze({ framesPerEntryMax: 64, frameBytesPerEntryMax: 64 * 1024 });
+
 export const busEntrySchemas = {
   /**
    * control plane -> gateway: deliver this command to the device (held by this gateway). With the
@@ -102,17 +110,9 @@ export const busEntrySchemas = {
    */
   telemetry_frames: Type.Object({
     gateway_id: GatewayId,
-    frames: Type.Array(Type.Object({ device_id: DeviceId, received_at_ms: EpochMs, frame: SignedFrameText }, strict), { minItems: 1, maxItems: 64 }),
+    frames: Type.Array(Type.Object({ device_id: DeviceId, received_at_ms: EpochMs, frame: SignedFrameText }, strict), { minItems: 1, maxItems: telemetryFramesLimits.framesPerEntryMax }),
   }, strict),
 } as const satisfies Record<string, TSchema>;
-
-/**
- * Bounds of a telemetry_frames entry (decision 0023): frames per entry (the schema's maxItems) and
- * UTF-8 bytes of its `frames` field, the bus's bound on one field (busLimits.fieldBytesMax, 64 KiB).
- * A frame that does not fit an entry alone (its bytes above the field bound) goes as a `telemetry`
- * entry of its own, as every frame did before.
- */
-export const telemetryFramesLimits = Object.freeze({ framesPerEntryMax: 64, frameBytesPerEntryMax: 64 * 1024 });
 
 export type BusEntryKind = keyof typeof busEntrySchemas;
 export type BusEntryData<K extends BusEntryKind> = Static<(typeof busEntrySchemas)[K]>;

@@ -419,9 +419,9 @@ export class EventHandlers {
    * its rows stored already are skipped (decision 0012), and a dead letter written already may be
    * written once more (kept twice, never lost). So a local failure of one frame holds every device
    * of the entry until the entry's retries and deliveries run out (then it is dead-lettered whole):
-   * a trade-off kept, decision 0023 "A trade-off kept". Frames of one device in one entry (a gateway
-   * forwards a session's next frame only after its previous one's append, so this is rare) are
-   * handled one after another, as separate entries would be; the others together.
+   * a trade-off kept, decision 0023 "A trade-off kept". An entry that names one device twice (a
+   * gateway forwards a session's next frame only after its previous one's append, so this is rare)
+   * has all its frames handled one after another, as separate entries would be; otherwise together.
    */
   async #handleTelemetryFrames(entry: BusEntry, data: BusEntryData<'telemetry_frames'>): Promise<void> {
     const items: BusEntryData<'telemetry'>[] = data.frames.map((f) => ({ device_id: f.device_id, gateway_id: data.gateway_id, received_at_ms: f.received_at_ms, frame: f.frame }));

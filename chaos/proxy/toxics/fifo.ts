@@ -81,10 +81,7 @@ export class ChunkFifo {
     while (taken < bytesMax && this.length > 0) {
       const chunk = this.shift()!;
       const room = bytesMax - taken;
-      if (chunk.length > room) {
-        this.#queue.unshift(chunk.subarray(room));
-        this.#bytes += chunk.length - room;
-      }
+      if (chunk.length > room) this.unshift(chunk.subarray(room));
       const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
       parts.push(part);
       taken += part.length;

@@ -246,6 +246,11 @@ function faultyFiles(faults: Faults): JournalFiles {
 const hasCode = (code: string) => (e: unknown) => SdcError.is(e) && e.code === code;
 
 describe('file command journal: failed writes and its size bound (review h16)', () => {
+  it('refuses a size bound that leaves no room for entries, AGENT_STATE_INVALID, before it touches the disk', async () => {
+    const path = await tempPath();
+    await assert.rejects(FileCommandJournal.open({ path, fileBytesMax: 1024 }), hasCode('AGENT_STATE_INVALID'));
+    await assert.rejects(stat(path), (error: NodeJS.ErrnoException) => error.code === 'ENOENT');
+  });
   it('a failed append is cut off: the next record is durable on its own line and a command that reached executing never runs again', async () => {
     const path = await tempPath();
     const faults = { halfAppends: 0, truncates: 0, atomicWrites: 0 };

@@ -130,7 +130,8 @@ export function parseJournal(text: string): UpdateJournalState {
 }
 
 const intents: readonly unknown[] = ['stage', 'commit', 'rollback', null];
-const commandOpcodes = { stage: 'EXEC_STAGE_UPDATE', commit: 'EXEC_COMMIT_UPDATE', rollback: 'EXEC_ROLLBACK_UPDATE' } as const;
+/** The opcode each kernel command of an update's notice must have: the journal's shape check and the runner's notice check. */
+export const updateCommandOpcodes = Object.freeze({ stage: 'EXEC_STAGE_UPDATE', commit: 'EXEC_COMMIT_UPDATE', rollback: 'EXEC_ROLLBACK_UPDATE' } as const);
 
 /**
  * The journal's shape: what the runner reads back is what it wrote, every notice and report as
@@ -153,7 +154,7 @@ function checkJournalState(value: unknown): UpdateJournalState {
   shape(notice.execution_id === current!['executionId'], 'current.notice.execution_id');
   for (const step of ['stage', 'commit', 'rollback'] as const) {
     const command = notice.kernel_commands[step];
-    shape(command.opcode === commandOpcodes[step], `current.notice.kernel_commands.${step}.opcode`);
+    shape(command.opcode === updateCommandOpcodes[step], `current.notice.kernel_commands.${step}.opcode`);
     validateOpcodeArgs(command.opcode, command.args);
   }
   shape((executionStates as readonly unknown[]).includes(current!['state']), 'current.state');

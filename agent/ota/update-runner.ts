@@ -23,7 +23,7 @@ import type { ArtifactFetcher, StagingStore } from './download-ports.js';
 import { nodeStagingStore } from './node-download-adapters.js';
 import { presignedUrlExpiresAtMs } from './presigned-url-expiry.js';
 import { downloadResumable, type ResumableDownloadOptions } from './resumable-download.js';
-import { updateJournalLimits, type UpdateJournal, type UpdateJournalEntry, type UpdateJournalState } from './update-journal.js';
+import { updateCommandOpcodes, updateJournalLimits, type UpdateJournal, type UpdateJournalEntry, type UpdateJournalState } from './update-journal.js';
 
 type Notice = MessageBody<'OTA_NOTICE'>;
 type Report = MessageBody<'OTA_REPORT'>;
@@ -474,7 +474,7 @@ export class UpdateRunner {
     if (director.deviceId !== this.#o.deviceId) return new SdcError('OTA_DIRECTOR_WRONG_BINDING', `the director's document is for ${director.deviceId.slice(0, 128)}, not this device`);
     const { target } = director;
     const commands = notice.kernel_commands;
-    const expected = { stage: 'EXEC_STAGE_UPDATE', commit: 'EXEC_COMMIT_UPDATE', rollback: 'EXEC_ROLLBACK_UPDATE' } as const;
+    const expected = updateCommandOpcodes;
     for (const step of ['stage', 'commit', 'rollback'] as const) {
       const command = commands[step];
       const name = step.toUpperCase();

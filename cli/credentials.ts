@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { SdcError } from '../core/errors/index.js';
 import { privateFileMode, writeFileAtomic } from '../runtime/atomic-file.js';
 import type { CliIo } from './command.js';
+import { ownerOnlyMode, permissionBits } from './secret-file.js';
 
 /**
  * The stored login of `sdc login` (fleetctl's model): the server, its CA (PEM text, so a moved
@@ -61,8 +62,8 @@ export async function loadLogin(env: CliIo['env'], nowMs: number): Promise<Store
   }
   try {
     const info = await handle.stat();
-    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
-      throw new SdcError('CLI_SECRET_FILE_PERMISSIONS', `the stored login ${path} has mode ${(info.mode & 0o777).toString(8)}: group or others may read it; run chmod 600 on it (or sdc logout, then sdc login)`, { path });
+    if (!ownerOnlyMode(info.mode)) {
+      throw new SdcError('CLI_SECRET_FILE_PERMISSIONS', `the stored login ${path} has mode ${permissionBits(info.mode)}: group or others may read it; run chmod 600 on it (or sdc logout, then sdc login)`, { path });
     }
     // Larger than any login we write: not our file, and not read into memory.
     if (info.isFile() && info.size <= credentialsBytesMax) text = await handle.readFile('utf8');

@@ -39,9 +39,23 @@ export async function readSecretFile(options: ReadSecretFileOptions): Promise<st
   return secret;
 }
 
+/**
+ * Whether a file of this mode is owner-only (0600, 0400): the test every private file the CLI reads
+ * passes (secret files, the stored login, approval signing keys). Always true on Windows, which
+ * has no POSIX modes.
+ */
+export function ownerOnlyMode(mode: number): boolean {
+  return process.platform === 'win32' || (mode & 0o077) === 0;
+}
+
+/** The octal permission bits a refusal names. */
+export function permissionBits(mode: number): string {
+  return (mode & 0o777).toString(8);
+}
+
 /** Owner-only (0600 or 0400). Not on Windows, which has no POSIX modes. */
 function requirePrivateSecretMode(options: ReadSecretFileOptions, mode: number): void {
-  if (process.platform === 'win32' || (mode & 0o077) === 0) return;
-  const octal = (mode & 0o777).toString(8);
+  if (ownerOnlyMode(mode)) return;
+  const octal = permissionBits(mode);
   throw new SdcError('CLI_SECRET_FILE_PERMISSIONS', `the ${options.what} ${options.path} has mode ${octal}: group or others may read it; run chmod 600 on it`, { path: options.path });
 }

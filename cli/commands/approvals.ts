@@ -10,6 +10,7 @@ import { rolloutResumeSubjectHash, type RolloutResumeSubject } from '../../core/
 import { canonicalize } from '../../core/protocol/canonical-json.js';
 import { createNodeEd25519Provider } from '../../runtime/ed25519-node.js';
 import { createFileExclusive, privateFileMode } from '../../runtime/atomic-file.js';
+import { ownerOnlyMode, permissionBits } from '../secret-file.js';
 import { passwordEnv, passwordFileEnv, readPasswordOption, requireOption, type CliIo, type Command, type CommandGroup, type ParsedCommandArgs } from '../command.js';
 import { apiClient, getAllPages, onePositional, segment, type ApiClient } from '../api-client.js';
 import { credentialsPath } from '../credentials.js';
@@ -56,9 +57,9 @@ async function readSigningKey(path: string, userName: string): Promise<Uint8Arra
     const handle = await open(path, 'r');
     try {
       const info = await handle.stat();
-      // As trust/key-files.ts requirePrivateFileMode does (not imported: it loads the key-file codecs at CLI start).
-      if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
-        throw new SdcError('TRUST_KEY_FILE_PERMISSIONS', `${path} has mode ${(info.mode & 0o777).toString(8)}; run chmod 600 on it`, { path });
+      // The code trust/key-files.ts gives every private key (not imported: it loads the key-file codecs at CLI start).
+      if (!ownerOnlyMode(info.mode)) {
+        throw new SdcError('TRUST_KEY_FILE_PERMISSIONS', `${path} has mode ${permissionBits(info.mode)}; run chmod 600 on it`, { path });
       }
       if (info.isFile() && info.size <= signingKeyFileBytesMax) text = await handle.readFile('utf8');
     } finally {
